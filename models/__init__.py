@@ -1,0 +1,16 @@
+"""PyMC model builders and fitting.
+
+Examples
+--------
+>>> from bnncat.models import MLP
+>>> MLP(hidden=(8,), activation="tanh").hidden
+(8,)
+"""
+
+from bnncat.models.attrs import read_net
+from bnncat.models.fitting import fit
+from bnncat.models.mlp import MLP, build_mlp, mlp_forward
+from bnncat.models.persistence import load, save
+from bnncat.models.prediction import predict
+
+__all__ = ["MLP", "build_mlp", "fit", "load", "mlp_forward", "predict", "read_net", "save"]

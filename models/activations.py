@@ -1,0 +1,59 @@
+"""Activation functions, each with a PyTensor and a NumPy form and its symmetry.
+
+The two forms must agree: the PyTensor one builds the PyMC graph, the NumPy one
+runs the forward pass over posterior draws without compiling anything.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytensor.tensor as pt
+from scipy import special
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An elementwise activation and what its symmetry group looks like.
+
+    Attributes
+    ----------
+    name : str
+        Registry key, e.g. ``"tanh"``.
+    tensor : callable
+        PyTensor implementation, used inside the PyMC model.
+    numpy : callable
+        NumPy implementation, used by the forward pass over draws.
+    odd : bool
+        ``f(-z) == -f(z)``: flipping the signs of a unit's incoming weights,
+        bias and outgoing weights leaves the network unchanged, so each hidden
+        unit adds a factor 2 to the symmetry group.
+    """
+
+    name: str
+    tensor: Callable
+    numpy: Callable
+    odd: bool
+
+
+def _gelu_tensor(z):
+    return 0.5 * z * (1.0 + pt.erf(z / np.sqrt(2.0)))
+
+
+def _gelu_numpy(z):
+    return 0.5 * z * (1.0 + special.erf(z / np.sqrt(2.0)))
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    a.name: a
+    for a in (
+        Activation("tanh", pt.tanh, np.tanh, odd=True),
+        Activation("sin", pt.sin, np.sin, odd=True),
+        Activation("arctan", pt.arctan, np.arctan, odd=True),
+        Activation("identity", lambda z: z, lambda z: z, odd=True),
+        Activation("relu", lambda z: pt.maximum(z, 0.0), lambda z: np.maximum(z, 0.0), odd=False),
+        Activation("sigmoid", pt.sigmoid, special.expit, odd=False),
+        Activation("softplus", pt.softplus, lambda z: np.logaddexp(0.0, z), odd=False),
+        Activation("gelu", _gelu_tensor, _gelu_numpy, odd=False),
+    )
+}

@@ -1,0 +1,175 @@
+"""Fitting a catalogue model by NUTS or (full-rank) ADVI into an ArviZ DataTree."""
+
+import importlib.util
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from bnncat.models.attrs import write_attrs
+from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
+
+METHODS = ("nuts", "advi", "fullrank_advi")
+NUTS_SAMPLERS = ("numpyro", "nutpie", "pymc", "blackjax")
+#: Chosen by ``benchmarks/nuts_backends.py`` (README, "Choice of NUTS backend"):
+#: the most effective samples of the predictions per second on 2 cores.
+DEFAULT_NUTS_SAMPLER = "numpyro"
+_SAMPLER_PACKAGES = {"numpyro": "numpyro", "nutpie": "nutpie", "blackjax": "blackjax"}
+
+
+def numpyro_chain_method(chains: int) -> str:
+    """How numpyro should run ``chains`` chains on this machine.
+
+    One chain per XLA device when there are enough devices (``bnncat`` asks
+    JAX for several CPU host devices at import, see ``bnncat/__init__.py``);
+    on a single accelerator the chains are vectorised; otherwise they run one
+    after another, which on CPU beats vectorising them (the benchmark in
+    ``benchmarks/nuts_backends.py``).
+    """
+    import jax
+
+    if jax.local_device_count() >= chains:
+        return "parallel"
+    return "vectorized" if jax.default_backend() != "cpu" else "sequential"
+
+
+def fit(
+    net: Any,
+    X: object,
+    y: object,
+    *,
+    method: str = "nuts",
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    random_seed: int | None = None,
+    nuts_sampler: str = DEFAULT_NUTS_SAMPLER,
+    target_accept: float = 0.8,
+    advi_iterations: int = 30_000,
+    learning_rate: float = 0.01,
+    store_mu: bool = False,
+    progressbar: bool = True,
+) -> xr.DataTree:
+    """Fit ``net`` to ``(X, y)`` and return the posterior as an ArviZ DataTree.
+
+    Parameters
+    ----------
+    net : MLP
+        The model configuration.
+    X : array-like of shape (n, n_features)
+        Inputs.
+    y : array-like
+        Targets: real values (n,) or (n, n_outputs) for regression, integer
+        labels (n,) for classification.
+    method : {"nuts", "advi", "fullrank_advi"}
+        NUTS, or draws from a mean-field / full-rank Gaussian approximation.
+    draws : int
+        Draws per chain (NUTS) or from the approximation (ADVI).
+    tune : int
+        NUTS warm-up iterations per chain.
+    chains : int
+        NUTS chains. ADVI always gives one chain.
+    random_seed : int, optional
+        Seed of the whole fit. When omitted one is drawn and stored in the
+        attrs, so every fit can be repeated.
+    nuts_sampler : {"numpyro", "nutpie", "pymc", "blackjax"}
+        NUTS implementation; the default is the fastest measured here.
+    target_accept : float
+        NUTS target acceptance rate in (0, 1); raise it when there are
+        divergences.
+    advi_iterations : int
+        Optimisation steps for ADVI.
+    learning_rate : float
+        Adam step size for ADVI.
+    store_mu : bool
+        Keep the network output ``mu`` at the training inputs for every draw
+        in the posterior (memory: draws x chains x n x outputs). ``predict``
+        computes it on demand either way.
+    progressbar : bool
+        Show PyMC's progress bars.
+
+    Returns
+    -------
+    xarray.DataTree
+        Groups ``posterior``, ``sample_stats`` (NUTS), ``observed_data``,
+        ``constant_data`` and, for ADVI, ``fit_history`` (the loss per
+        iteration). The root attrs hold the builder options, the data spec,
+        the fit options, the seed and library versions.
+
+    Examples
+    --------
+    >>> from bnncat import data
+    >>> from bnncat.models import MLP
+    >>> ds = data.load("mcycle")
+    >>> net = MLP(hidden=(8,))
+    >>> idata = net.fit(ds.X, ds.y, draws=500, chains=4, random_seed=1)  # doctest: +SKIP
+    """
+    method = check_choice(method, METHODS, "method")
+    nuts_sampler = check_choice(nuts_sampler, NUTS_SAMPLERS, "nuts_sampler")
+    draws = check_positive_int(draws, "draws")
+    tune = check_positive_int(tune, "tune", minimum=0)
+    chains = check_positive_int(chains, "chains")
+    advi_iterations = check_positive_int(advi_iterations, "advi_iterations")
+    learning_rate = check_positive_float(learning_rate, "learning_rate")
+    target_accept = check_positive_float(target_accept, "target_accept")
+    if not target_accept < 1:
+        raise ValueError(f"target_accept must lie in (0, 1); got {target_accept}")
+    if random_seed is None:
+        random_seed = int(np.random.SeedSequence().generate_state(1)[0])
+    random_seed = check_positive_int(random_seed, "random_seed", minimum=0)
+    package = _SAMPLER_PACKAGES.get(nuts_sampler)
+    if method == "nuts" and package and importlib.util.find_spec(package) is None:
+        raise ValueError(
+            f"nuts_sampler={nuts_sampler!r} needs the {package!r} package, which is not "
+            f"installed (pip install {package})"
+        )
+    X_arr, y_arr, spec = net.data_spec(X, y)
+    model = net.build_validated(X_arr, y_arr, spec)
+    keep = [v.name for v in model.free_RVs + model.deterministics if store_mu or v.name != "mu"]
+
+    if method == "nuts":
+        nuts: dict[str, Any] = {"target_accept": target_accept}
+        if nuts_sampler == "numpyro":
+            nuts["chain_method"] = numpyro_chain_method(chains)
+        idata = pm.sample(
+            draws,
+            tune=tune,
+            chains=chains,
+            random_seed=random_seed,
+            model=model,
+            nuts_sampler=nuts_sampler,
+            nuts=nuts,
+            var_names=keep,
+            progressbar=progressbar,
+        )
+    else:
+        with model:
+            approx = pm.fit(
+                advi_iterations,
+                method=method,
+                random_seed=random_seed,
+                progressbar=progressbar,
+                obj_optimizer=pm.adam(learning_rate=learning_rate),
+            )
+        idata = approx.sample(draws, random_seed=random_seed)
+        if "sample_stats" in idata.children and not idata["sample_stats"].data_vars:
+            del idata["sample_stats"]  # PyMC leaves an empty one; ADVI has no sampler stats
+        idata["posterior"] = idata["posterior"].to_dataset()[keep]
+        idata["fit_history"] = xr.Dataset(
+            {"loss": ("iteration", np.asarray(approx.hist, dtype=np.float64))}
+        )
+    fit_options = {
+        "method": method,
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "random_seed": random_seed,
+        "nuts_sampler": nuts_sampler if method == "nuts" else None,
+        "target_accept": target_accept,
+        "advi_iterations": advi_iterations,
+        "learning_rate": learning_rate,
+        "store_mu": store_mu,
+    }
+    write_attrs(idata, net, spec, fit_options)
+    return idata

@@ -1,0 +1,287 @@
+"""The plain MLP Bayesian neural network: builder, NumPy forward pass and class.
+
+Parameter names and dims follow DESIGN.md: hidden layer ``l`` has ``W{l}``
+(``feature`` or ``hidden{l-1}``, ``hidden{l}``) and ``b{l}`` (``hidden{l}``);
+the output layer has ``W_out`` (``hidden{L}``, ``output``) and ``b_out``
+(``output``); ``mu`` (``obs``, ``output``) is the network output in the units
+of ``y`` (logits for classification).
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+
+from bnncat.models.activations import ACTIVATIONS
+from bnncat.models.attrs import register_model
+from bnncat.models.data_spec import DataSpec
+from bnncat.models.likelihoods import LIKELIHOODS, Likelihood
+from bnncat.models.validation import (
+    check_choice,
+    check_hidden,
+    check_labels,
+    check_positive_float,
+    check_positive_int,
+    check_regression_y,
+    check_X,
+)
+
+PRIORS = ("fixed", "lecun", "hierarchical")
+
+
+def weight_names(n_hidden_layers: int) -> list[tuple[str, str]]:
+    """Names of the (weight, bias) pair of every layer, output layer last."""
+    return [(f"W{i}", f"b{i}") for i in range(1, n_hidden_layers + 1)] + [("W_out", "b_out")]
+
+
+@register_model
+@dataclass(frozen=True)
+class MLP:
+    """A fully connected Bayesian neural network.
+
+    Parameters
+    ----------
+    hidden : sequence of int
+        Width of each hidden layer, e.g. ``(8,)`` or ``(16, 16)``.
+    activation : str
+        One of ``tanh``, ``sin``, ``arctan``, ``identity``, ``relu``,
+        ``sigmoid``, ``softplus``, ``gelu``.
+    likelihood : str
+        ``normal`` (learned noise scale per output), ``studentt`` (plus
+        learned degrees of freedom ``nu``), ``bernoulli`` (labels 0/1) or
+        ``categorical`` (labels 0..K-1).
+    prior : str
+        Scale rule of the Gaussian weight priors: ``fixed`` (sd =
+        ``prior_scale``), ``lecun`` (sd = ``prior_scale / sqrt(fan_in)``) or
+        ``hierarchical`` (a learned sd per layer, ``W{l}_sd ~
+        HalfNormal(prior_scale / sqrt(fan_in))``).
+    prior_scale : float
+        Scale of the weight prior, see ``prior``.
+    bias_scale : float
+        Standard deviation of the Normal(0, ·) prior on every bias.
+    standardize : bool
+        Feed the network standardised inputs and, for regression, map its
+        output back to the units of ``y``. Predictions are always in the
+        original units.
+    n_classes : int, optional
+        Number of classes for ``categorical``; inferred as ``max(y) + 1`` when
+        omitted.
+
+    Examples
+    --------
+    >>> from bnncat.models import MLP
+    >>> net = MLP(hidden=(8,), activation="tanh", likelihood="normal")
+    >>> net.n_hidden_layers
+    1
+    """
+
+    hidden: tuple[int, ...] = (8,)
+    activation: str = field(default="tanh", kw_only=True)
+    likelihood: str = field(default="normal", kw_only=True)
+    prior: Literal["fixed", "lecun", "hierarchical"] = field(default="lecun", kw_only=True)
+    prior_scale: float = field(default=1.0, kw_only=True)
+    bias_scale: float = field(default=1.0, kw_only=True)
+    standardize: bool = field(default=True, kw_only=True)
+    n_classes: int | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", check_hidden(self.hidden))
+        check_choice(self.activation, ACTIVATIONS, "activation")
+        check_choice(self.likelihood, LIKELIHOODS, "likelihood")
+        check_choice(self.prior, PRIORS, "prior")
+        object.__setattr__(
+            self, "prior_scale", check_positive_float(self.prior_scale, "prior_scale")
+        )
+        object.__setattr__(self, "bias_scale", check_positive_float(self.bias_scale, "bias_scale"))
+        if not isinstance(self.standardize, bool):
+            raise TypeError(f"standardize must be True or False; got {self.standardize!r}")
+        if self.n_classes is not None:
+            if self.likelihood != "categorical":
+                raise ValueError(
+                    f"n_classes is only used with likelihood='categorical', not {self.likelihood!r}"
+                )
+            object.__setattr__(
+                self, "n_classes", check_positive_int(self.n_classes, "n_classes", minimum=2)
+            )
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def n_hidden_layers(self) -> int:
+        """Number of hidden layers L."""
+        return len(self.hidden)
+
+    @property
+    def lik(self) -> Likelihood:
+        """The likelihood object named by ``likelihood``."""
+        return LIKELIHOODS[self.likelihood]
+
+    def options(self) -> dict[str, Any]:
+        """Builder options as plain JSON-able values (what a fit stores in attrs)."""
+        out = asdict(self)
+        out["hidden"] = list(self.hidden)
+        return out
+
+    # -- data ----------------------------------------------------------------------------
+
+    def data_spec(self, X: object, y: object) -> tuple[np.ndarray, np.ndarray, DataSpec]:
+        """Validate ``X`` and ``y`` and derive the :class:`DataSpec` of this net.
+
+        Returns the validated arrays and the spec. Raises ``ValueError`` or
+        ``TypeError`` naming the argument on bad input.
+        """
+        X_arr = check_X(X, "X")
+        if self.lik.task == "regression":
+            y_arr = check_regression_y(y, X_arr.shape[0], "y")
+            n_classes = None
+        else:
+            allowed = 2 if self.lik.binary else self.n_classes
+            y_arr = check_labels(y, X_arr.shape[0], allowed, "y")
+            n_classes = allowed or int(y_arr.max()) + 1
+            if n_classes < 2:
+                raise ValueError("y holds a single class (0): categorical needs at least two")
+        spec = DataSpec.from_data(
+            X,
+            X_arr,
+            y,
+            y_arr,
+            task=self.lik.task,
+            n_classes=n_classes,
+            binary=self.lik.binary,
+            standardize=self.standardize,
+        )
+        return X_arr, y_arr, spec
+
+    # -- model ---------------------------------------------------------------------------
+
+    def build(self, X: object, y: object) -> pm.Model:
+        """Build the PyMC model for data ``X`` (rows, features) and targets ``y``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from bnncat.models import MLP
+        >>> X = np.linspace(-1, 1, 20)[:, None]
+        >>> model = MLP(hidden=(4,)).build(X, np.sin(3 * X[:, 0]))
+        >>> sorted(model.named_vars_to_dims["W1"])
+        ['feature', 'hidden1']
+        """
+        X_arr, y_arr, spec = self.data_spec(X, y)
+        return self.build_validated(X_arr, y_arr, spec)
+
+    def build_validated(self, X: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> pm.Model:
+        """Build from already validated arrays and a spec; ``y=None`` gives the prediction model."""
+        return build_mlp(X, y, net=self, spec=spec)
+
+    def forward(
+        self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
+    ) -> np.ndarray:
+        """NumPy forward pass; see :func:`mlp_forward`."""
+        return mlp_forward(params, X, activation=self.activation, spec=spec)
+
+    def fit(self, X: object, y: object, **kwargs: Any) -> xr.DataTree:
+        """Fit by NUTS or ADVI; see :func:`bnncat.models.fitting.fit` for the options.
+
+        Examples
+        --------
+        >>> from bnncat import data
+        >>> from bnncat.models import MLP
+        >>> ds = data.load("mcycle")
+        >>> idata = MLP(hidden=(8,)).fit(ds.X, ds.y, draws=500, random_seed=1)  # doctest: +SKIP
+        """
+        from bnncat.models.fitting import fit
+
+        return fit(self, X, y, **kwargs)
+
+    def predict(self, idata: xr.DataTree, X_new: object, **kwargs: Any) -> xr.DataTree:
+        """Posterior predictive at new rows; see :func:`bnncat.models.prediction.predict`."""
+        from bnncat.models.prediction import predict
+
+        return predict(idata, X_new, net=self, **kwargs)
+
+
+def build_mlp(X: np.ndarray, y: np.ndarray | None, *, net: MLP, spec: DataSpec) -> pm.Model:
+    """Build the PyMC model of ``net`` from validated arrays (pure: no sampling).
+
+    With ``y=None`` the model is the prediction model: the same graph, with
+    ``y`` unobserved.
+    """
+    act = ACTIVATIONS[net.activation].tensor
+    coords: dict[str, Sequence] = {"feature": list(spec.feature_names)}
+    coords |= {f"hidden{i}": np.arange(h) for i, h in enumerate(net.hidden, 1)}
+    coords["output"] = list(spec.output_names)
+    with pm.Model(coords=coords) as model:
+        X_data = pm.Data("X", X, dims=("obs", "feature"))
+        h = (X_data - np.asarray(spec.x_loc)) / np.asarray(spec.x_scale)
+        in_dim, fan_in = "feature", spec.n_features
+        layers = weight_names(net.n_hidden_layers)
+        widths = [*net.hidden, spec.n_outputs]
+        for i, ((w_name, b_name), width) in enumerate(zip(layers, widths, strict=True)):
+            out_dim = "output" if w_name == "W_out" else f"hidden{i + 1}"
+            W = _weight(w_name, fan_in, (in_dim, out_dim), net)
+            b = pm.Normal(b_name, 0.0, net.bias_scale, dims=out_dim)
+            h = h @ W + b
+            if w_name != "W_out":
+                h = act(h)
+            in_dim, fan_in = out_dim, width
+        mu = pm.Deterministic(
+            "mu", np.asarray(spec.y_loc) + np.asarray(spec.y_scale) * h, dims=("obs", "output")
+        )
+        net.lik.add(mu, y, spec)
+    return model
+
+
+def _weight(name: str, fan_in: int, dims: tuple[str, str], net: MLP):
+    scale = net.prior_scale
+    if net.prior in ("lecun", "hierarchical"):
+        scale = scale / np.sqrt(fan_in)
+    if net.prior == "hierarchical":
+        # Centred: a per-layer sd informed by all of that layer's weights.
+        scale = pm.HalfNormal(f"{name}_sd", sigma=scale)
+    return pm.Normal(name, 0.0, scale, dims=dims)
+
+
+def mlp_forward(
+    params: Mapping[str, np.ndarray], X: np.ndarray, *, activation: str, spec: DataSpec
+) -> np.ndarray:
+    """Network output ``mu`` for a batch of parameter draws, in NumPy.
+
+    Parameters
+    ----------
+    params : mapping of str to ndarray
+        ``W1``, ``b1``, ..., ``W_out``, ``b_out`` with any leading sample
+        dims, e.g. ``W1`` of shape ``(chain, draw, n_features, H1)``.
+    X : ndarray of shape (n, n_features)
+        Inputs in original units.
+    activation : str
+        Activation name.
+    spec : DataSpec
+        Scaling constants of the fit.
+
+    Returns
+    -------
+    ndarray of shape (..., n, n_outputs)
+        The same quantity as the PyMC model's ``mu``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bnncat.models.data_spec import DataSpec
+    >>> spec = DataSpec(("x",), ("y",), (0.0,), (1.0,), (0.0,), (1.0,))
+    >>> p = {"W1": np.ones((1, 2)), "b1": np.zeros(2)}
+    >>> p |= {"W_out": np.ones((2, 1)), "b_out": np.zeros(1)}
+    >>> mlp_forward(p, np.zeros((3, 1)), activation="tanh", spec=spec).shape
+    (3, 1)
+    """
+    act = ACTIVATIONS[activation].numpy
+    n_layers = sum(1 for k in params if k[:1] == "W" and k[1:].isdigit())
+    h = (np.asarray(X, dtype=np.float64) - np.asarray(spec.x_loc)) / np.asarray(spec.x_scale)
+    for w_name, b_name in weight_names(n_layers):
+        W, b = np.asarray(params[w_name]), np.asarray(params[b_name])
+        h = h @ W + b[..., None, :]
+        if w_name != "W_out":
+            h = act(h)
+    return np.asarray(spec.y_loc) + np.asarray(spec.y_scale) * h

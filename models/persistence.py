@@ -1,0 +1,112 @@
+"""Saving fits to netCDF and loading them back, checked against their attrs."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import xarray as xr
+
+from bnncat.models.attrs import read_net
+from bnncat.models.data_spec import DataSpec
+
+
+def save(idata: xr.DataTree, path: str | os.PathLike) -> Path:
+    """Write a fit to a netCDF file (h5netcdf), atomically.
+
+    The file is written next to its destination and renamed into place, so
+    a failure leaves no half-written file behind.
+
+    Examples
+    --------
+    >>> from bnncat.models import save
+    >>> save(idata, "results/fit.nc")  # doctest: +SKIP
+    """
+    read_net(idata)  # refuse to save what could not be loaded again
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path={str(path)!r} is a directory; give a file name such as fit.nc")
+    if not path.parent.exists():
+        raise ValueError(f"path={str(path)!r}: folder {str(path.parent)!r} does not exist")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        idata.to_netcdf(tmp, engine="h5netcdf")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load(path: str | os.PathLike, *, net: Any = None) -> xr.DataTree:
+    """Read a fit saved by :func:`save` and check it against its stored configuration.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The netCDF file.
+    net : MLP, optional
+        If given, the file must hold a fit of exactly this configuration.
+
+    Returns
+    -------
+    xarray.DataTree
+        The fit, fully read into memory (the file is closed).
+
+    Raises
+    ------
+    ValueError
+        If the file holds no bnncat configuration, a configuration different
+        from ``net``, or a posterior whose variables or shapes do not match
+        the model that the configuration describes.
+
+    Examples
+    --------
+    >>> from bnncat.models import load, read_net
+    >>> idata = load("results/fit.nc")  # doctest: +SKIP
+    >>> net, spec = read_net(idata)  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path={str(path)!r} is not a file")
+    with az.from_netcdf(path, engine="h5netcdf") as opened:
+        idata = opened.load().copy()
+    stored, spec = read_net(idata)
+    if net is not None and net != stored:
+        differ = {
+            k: (v, stored.options().get(k))
+            for k, v in net.options().items()
+            if stored.options().get(k) != v
+        }
+        raise ValueError(
+            f"{path} holds a {type(stored).__name__} fit whose configuration differs from "
+            f"net in {differ} (given, stored)"
+            if type(net) is type(stored)
+            else f"{path} holds a {type(stored).__name__} fit, not a {type(net).__name__}"
+        )
+    check_posterior_matches(idata, stored, spec)
+    return idata
+
+
+def check_posterior_matches(idata: xr.DataTree, net: Any, spec: DataSpec) -> None:
+    """Raise ``ValueError`` unless the posterior has the variables and shapes of ``net``."""
+    if "posterior" not in idata.children:
+        raise ValueError("the file has no posterior group")
+    import numpy as np
+
+    model = net.build_validated(np.zeros((1, spec.n_features)), None, spec)
+    shapes = model.eval_rv_shapes()
+    posterior = idata["posterior"]
+    for rv in model.free_RVs:
+        if rv.name == "y":
+            continue
+        if rv.name not in posterior:
+            raise ValueError(
+                f"the stored configuration does not match the posterior: {rv.name!r} is missing"
+            )
+        got = tuple(posterior[rv.name].shape[2:])
+        want = tuple(int(s) for s in shapes[rv.name])
+        if got != want:
+            raise ValueError(
+                f"the stored configuration does not match the posterior: {rv.name!r} has "
+                f"shape {got}, the configuration implies {want}"
+            )

@@ -1,0 +1,15 @@
+"""The Examples sections of the models' docstrings run (those not marked +SKIP)."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["bnncat.models", "bnncat.models.mlp", "bnncat.models.fitting",
+           "bnncat.models.prediction", "bnncat.models.persistence"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0

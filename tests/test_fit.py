@@ -1,0 +1,271 @@
+"""Small real fits: fit / predict / save / load end to end, with tiny draws and fixed seeds."""
+
+import json
+
+import numpy as np
+import pymc as pm
+import pytest
+import xarray as xr
+
+from bnncat import data
+from bnncat.models import MLP, load, mlp_forward, predict, read_net, save
+from bnncat.models.persistence import check_posterior_matches
+
+TINY = {"draws": 60, "tune": 60, "chains": 2, "progressbar": False}
+
+
+@pytest.fixture(scope="module")
+def nuts_fit():
+    ds = data.load("sine", n=40, seed=3)
+    net = MLP((5,))
+    return net, ds, net.fit(ds.X, ds.y, random_seed=11, **TINY)
+
+
+@pytest.fixture(scope="module")
+def advi_fit():
+    ds = data.load("sine", n=40, seed=3)
+    net = MLP((5,))
+    idata = net.fit(
+        ds.X, ds.y, method="advi", draws=80, advi_iterations=1500, random_seed=5, progressbar=False
+    )
+    return net, ds, idata
+
+
+def test_nuts_result_layout_and_attrs(nuts_fit):
+    net, ds, idata = nuts_fit
+    assert {"posterior", "sample_stats", "observed_data", "constant_data"} <= set(idata.children)
+    post = idata["posterior"]
+    assert post.sizes["chain"] == 2 and post.sizes["draw"] == 60
+    assert post["W1"].dims == ("chain", "draw", "feature", "hidden1")
+    assert "mu" not in post  # predictions are computed on demand, not stored per draw
+    assert "diverging" in idata["sample_stats"]
+    attrs = idata.attrs
+    assert json.loads(attrs["bnncat_config"]) == net.options()
+    fit_opts = json.loads(attrs["bnncat_fit"])
+    assert fit_opts["method"] == "nuts" and fit_opts["nuts_sampler"] == "numpyro"
+    assert fit_opts["draws"] == 60 and attrs["random_seed"] == 11
+    versions = json.loads(attrs["bnncat_versions"])
+    assert versions["pymc"].startswith("6.") and versions["arviz"].startswith("1.")
+    rebuilt, spec = read_net(idata)
+    assert rebuilt == net and spec.feature_names == ("x",)
+
+
+def test_same_seed_same_draws(nuts_fit):
+    net, ds, idata = nuts_fit
+    again = net.fit(ds.X, ds.y, random_seed=11, **TINY)
+    xr.testing.assert_equal(again["posterior"].to_dataset(), idata["posterior"].to_dataset())
+
+
+def test_omitted_seed_is_drawn_and_recorded():
+    ds = data.load("sine", n=20, seed=1)
+    idata = MLP((2,)).fit(ds.X, ds.y, method="advi", draws=5, advi_iterations=50, progressbar=False)
+    seed = idata.attrs["random_seed"]
+    assert isinstance(seed, int) and seed >= 0
+
+
+def test_predict_at_37_new_rows(nuts_fit):
+    net, ds, idata = nuts_fit
+    X_new = np.linspace(-4, 4, 37)[:, None]
+    pred = predict(idata, X_new, random_seed=1)["predictions"]
+    assert pred["mu"].shape == (2, 60, 37, 1) and pred["y"].shape == (2, 60, 37, 1)
+    post = idata["posterior"]
+    params = {k: post[k].values for k in ("W1", "b1", "W_out", "b_out")}
+    _, spec = read_net(idata)
+    np.testing.assert_allclose(
+        pred["mu"].values, mlp_forward(params, X_new, activation="tanh", spec=spec), atol=1e-10
+    )
+    # predictive draws scatter around mu with the posterior noise scale
+    resid = (pred["y"] - pred["mu"]).values / post["sigma"].values[:, :, None, :]
+    assert abs(resid.std() - 1) < 0.1
+    # a different number of rows again, through the method: no shape trap
+    assert net.predict(idata, X_new[:3])["predictions"]["y"].shape == (2, 60, 3, 1)
+
+
+def test_predict_rejects_bad_inputs(nuts_fit):
+    net, ds, idata = nuts_fit
+    with pytest.raises(ValueError, match="X_new has 2 columns but the model was fitted on 1"):
+        predict(idata, np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="X_new contains NaN"):
+        predict(idata, np.array([[np.nan]]))
+    with pytest.raises(ValueError, match="does not match the model stored"):
+        predict(idata, np.zeros((4, 1)), net=MLP((6,)))
+    with pytest.raises(ValueError, match="no posterior group"):
+        predict(xr.DataTree(), np.zeros((4, 1)))
+
+
+def test_save_load_round_trip_is_bit_exact(nuts_fit, tmp_path):
+    net, ds, idata = nuts_fit
+    path = save(idata, tmp_path / "fit.nc")
+    back = load(path)
+    xr.testing.assert_identical(back, idata)
+    for group in idata.children:
+        for name, var in idata[group].data_vars.items():
+            assert np.array_equal(back[group][name].values, var.values)
+    assert load(path, net=net).attrs == idata.attrs
+    # prediction works from the loaded file alone
+    pred = predict(back, np.zeros((37, 1)), random_seed=1)["predictions"]
+    assert pred["y"].shape[2] == 37
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.nc"]  # no temp file left
+
+
+def test_load_refuses_a_mismatched_configuration(nuts_fit, tmp_path):
+    net, ds, idata = nuts_fit
+    path = save(idata, tmp_path / "fit.nc")
+    with pytest.raises(ValueError, match=r"differs from net in \{'hidden': \(\[6\], \[5\]\)"):
+        load(path, net=MLP((6,)))
+    tampered = idata.copy()
+    tampered.attrs["bnncat_config"] = json.dumps({**net.options(), "hidden": [4]})
+    save(tampered, tmp_path / "tampered.nc")
+    with pytest.raises(ValueError, match=r"'W1' has shape \(1, 5\), the configuration implies"):
+        load(tmp_path / "tampered.nc")
+    with pytest.raises(ValueError, match="is not a file"):
+        load(tmp_path / "missing.nc")
+
+
+def test_save_refuses_what_it_could_not_load(tmp_path):
+    with pytest.raises(ValueError, match="no bnncat configuration"):
+        save(xr.DataTree(), tmp_path / "x.nc")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_posterior_matches_names_missing_variables(nuts_fit):
+    net, ds, idata = nuts_fit
+    broken = idata.copy()
+    broken["posterior"] = broken["posterior"].to_dataset().drop_vars("b1")
+    with pytest.raises(ValueError, match="'b1' is missing"):
+        check_posterior_matches(broken, *read_net(idata))
+
+
+def test_advi_layout_and_loss_history(advi_fit):
+    net, ds, idata = advi_fit
+    post = idata["posterior"]
+    assert post.sizes["chain"] == 1 and post.sizes["draw"] == 80
+    assert set(post.data_vars) == {"W1", "b1", "W_out", "b_out", "sigma"}
+    loss = idata["fit_history"]["loss"].values
+    assert loss.shape == (1500,) and np.isfinite(loss).all()
+    assert np.median(loss[-200:]) < np.median(loss[:200])  # the optimiser made progress
+    assert "sample_stats" not in idata.children
+    assert json.loads(idata.attrs["bnncat_fit"])["method"] == "advi"
+    assert predict(idata, np.zeros((37, 1)))["predictions"]["mu"].shape == (1, 80, 37, 1)
+
+
+def test_fullrank_advi_runs():
+    ds = data.load("sine", n=30, seed=2)
+    idata = MLP((3,)).fit(
+        ds.X,
+        ds.y,
+        method="fullrank_advi",
+        draws=20,
+        advi_iterations=300,
+        random_seed=1,
+        progressbar=False,
+    )
+    assert idata["posterior"]["W1"].shape == (1, 20, 1, 3)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "categorical"])
+def test_classification_fit_and_predict(likelihood):
+    ds = data.load("two_moons", n=40, seed=1)
+    y = ds.y if likelihood == "bernoulli" else (ds.y + (ds.X[:, 0] > 1)).astype(int)
+    net = MLP((3,), likelihood=likelihood)
+    idata = net.fit(ds.X, y, random_seed=2, **TINY)
+    pred = predict(idata, ds.X[:37], random_seed=3)["predictions"]
+    k = 2 if likelihood == "bernoulli" else 3
+    assert pred["mu"].shape[-1] == (1 if likelihood == "bernoulli" else 3)
+    assert pred["y"].shape == (2, 60, 37)
+    assert set(np.unique(pred["y"].values)) <= set(range(k))
+
+
+def test_studentt_and_hierarchical_fit():
+    ds = data.load("sine", n=30, seed=2)
+    net = MLP((3,), likelihood="studentt", prior="hierarchical")
+    idata = net.fit(ds.X, ds.y, random_seed=4, **TINY)
+    assert {"nu", "W1_sd", "W_out_sd"} <= set(idata["posterior"].data_vars)
+    assert (idata["posterior"]["W1_sd"] > 0).all()
+
+
+def test_users_own_pm_sample_on_net_build_can_predict():
+    ds = data.load("sine", n=30, seed=2)
+    net = MLP((3,))
+    model = net.build(ds.X, ds.y)
+    idata = pm.sample(
+        30,
+        tune=30,
+        chains=1,
+        model=model,
+        random_seed=1,
+        progressbar=False,
+        nuts_sampler="numpyro",
+        compute_convergence_checks=False,
+    )
+    pred = predict(idata, np.zeros((37, 1)), net=net)["predictions"]
+    assert pred["mu"].shape == (1, 30, 37, 1)
+    with pytest.raises(ValueError, match="pass the net you built"):
+        predict(idata, np.zeros((2, 1)))
+
+
+def test_store_mu_keeps_the_network_output():
+    ds = data.load("sine", n=25, seed=2)
+    idata = MLP((2,)).fit(ds.X, ds.y, store_mu=True, random_seed=1, **TINY)
+    assert idata["posterior"]["mu"].dims == ("chain", "draw", "obs", "output")
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"method": "hmc"}, ValueError, "method='hmc' is not known"),
+        ({"nuts_sampler": "stan"}, ValueError, "nuts_sampler='stan' is not known"),
+        ({"draws": 0}, ValueError, "draws must be >= 1"),
+        ({"tune": -5}, ValueError, "tune must be >= 0"),
+        ({"chains": 1.5}, TypeError, "chains must be an integer"),
+        ({"target_accept": 1.0}, ValueError, r"target_accept must lie in \(0, 1\)"),
+        ({"random_seed": -1}, ValueError, "random_seed must be >= 0"),
+        ({"advi_iterations": 0}, ValueError, "advi_iterations must be >= 1"),
+    ],
+)
+def test_bad_fit_options_fail_before_sampling(kwargs, exc, match, monkeypatch):
+    def no_sampling(*a, **k):
+        raise AssertionError("sampling started despite bad input")
+
+    monkeypatch.setattr(pm, "sample", no_sampling)
+    monkeypatch.setattr(pm, "fit", no_sampling)
+    with pytest.raises(exc, match=match):
+        MLP((2,)).fit(np.zeros((5, 1)), np.arange(5.0), **kwargs)
+
+
+def test_bad_data_fails_before_sampling(monkeypatch):
+    monkeypatch.setattr(pm, "sample", lambda *a, **k: pytest.fail("sampling started"))
+    with pytest.raises(ValueError, match="y contains NaN"):
+        MLP((2,)).fit(np.zeros((3, 1)), np.array([1.0, np.nan, 2.0]))
+
+
+@pytest.mark.slow
+def test_nuts_recovers_the_sine_function_and_noise():
+    """Recovery: 1x8 tanh on 100 noisy sine points; the truth lies in the posterior bands."""
+    ds = data.load("sine", n=100, noise=0.1, seed=7)
+    net = MLP((8,))
+    idata = net.fit(ds.X, ds.y, draws=400, tune=400, chains=4, random_seed=3, progressbar=False)
+    x = np.linspace(-2.5, 2.5, 25)[:, None]
+    mu = predict(idata, x)["predictions"]["mu"].values[..., 0].reshape(-1, 25)
+    lo, hi = np.quantile(mu, [0.005, 0.995], axis=0)
+    assert ((lo <= np.sin(x[:, 0])) & (np.sin(x[:, 0]) <= hi)).mean() >= 0.9
+    assert np.abs(mu.mean(axis=0) - np.sin(x[:, 0])).max() < 0.15
+    sigma = idata["posterior"]["sigma"].values.ravel()
+    assert np.quantile(sigma, 0.01) < 0.1 < np.quantile(sigma, 0.99)
+
+
+@pytest.mark.slow
+def test_advi_recovers_the_sine_function():
+    ds = data.load("sine", n=100, noise=0.1, seed=7)
+    idata = MLP((8,)).fit(
+        ds.X,
+        ds.y,
+        method="advi",
+        draws=500,
+        advi_iterations=20_000,
+        random_seed=3,
+        progressbar=False,
+    )
+    x = np.linspace(-2.5, 2.5, 25)[:, None]
+    mu = predict(idata, x)["predictions"]["mu"].values[..., 0].reshape(-1, 25)
+    assert np.abs(mu.mean(axis=0) - np.sin(x[:, 0])).max() < 0.2
