@@ -1,0 +1,120 @@
+"""The command-line main job."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from bnncat.cli import build_parser, main
+from bnncat.models import load
+
+
+def test_help_explains_every_option():
+    parser = build_parser()
+    fit = parser._subparsers._group_actions[0].choices["fit"]
+    text = fit.format_help()
+    for action in fit._actions:
+        if action.dest != "help":
+            assert action.help, f"option {action.option_strings} has no help text"
+            assert action.option_strings[0] in text
+
+
+def test_console_script_help_runs():
+    done = subprocess.run(
+        [sys.executable, "-m", "bnncat", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "fit" in done.stdout and "datasets" in done.stdout
+
+
+def test_fit_writes_netcdf_summary_and_plots(tmp_path, capsys):
+    out = tmp_path / "res"
+    code = main(
+        [
+            "fit",
+            "--data",
+            "mcycle",
+            "--hidden",
+            "3",
+            "--draws",
+            "40",
+            "--tune",
+            "40",
+            "--chains",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--seed",
+            "3",
+        ]
+    )
+    assert code == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["fit.nc", "predictive.png", "summary.csv", "trace.png"]
+    idata = load(out / "fit.nc")
+    assert idata["posterior"]["W1"].shape == (2, 40, 1, 3)
+    summary = pd.read_csv(out / "summary.csv", index_col=0)
+    assert "r_hat" in summary.columns and any(i.startswith("sigma") for i in summary.index)
+    printed = capsys.readouterr().out
+    assert str(out / "fit.nc") in printed and "Divergences" in printed
+    for png in ("trace.png", "predictive.png"):
+        assert (out / png).stat().st_size > 10_000
+
+
+def test_fit_from_a_csv_file_with_advi(tmp_path):
+    csv = tmp_path / "d.csv"
+    pd.DataFrame(
+        {"a": range(20), "b": [i % 3 for i in range(20)], "t": [float(i) ** 0.5 for i in range(20)]}
+    ).to_csv(csv, index=False)
+    out = tmp_path / "res"
+    code = main(
+        [
+            "fit",
+            "--data",
+            str(csv),
+            "--target",
+            "t",
+            "--method",
+            "advi",
+            "--draws",
+            "30",
+            "--advi-iterations",
+            "200",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    assert load(out / "fit.nc")["posterior"]["W1"].shape == (1, 30, 2, 8)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["fit", "--data", "nosuch"], "neither a built-in dataset"),
+        (["fit", "--data", "galaxies"], "no input features"),
+        (["fit", "--data", "mcycle", "--target", "x"], "apply to a CSV file"),
+        (["fit", "--data", "mcycle", "--draws", "0"], "draws must be >= 1"),
+        (["fit", "--data", "mcycle", "--likelihood", "bernoulli"], "class labels"),
+    ],
+)
+def test_bad_arguments_give_a_clear_error_and_write_nothing(argv, message, tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_bad_hidden_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--hidden", "8,x"])
+    assert "--hidden '8,x'" in capsys.readouterr().err
+
+
+def test_datasets_lists_all(capsys):
+    assert main(["datasets"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("mcycle", "faithful", "galaxies", "sine", "two_moons"):
+        assert name in printed
