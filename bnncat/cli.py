@@ -186,7 +186,8 @@ def run_fit(args: argparse.Namespace) -> int:
     import arviz as az
 
     from bnncat.identifiability.plots import plot_predictive, plot_trace
-    from bnncat.models import save
+    from bnncat.models import read_net, save
+    from bnncat.models.fitting import prediction_convergence
 
     print(f"Fitting {net} to {args.data} (n={len(y)}) by {args.method} ...", flush=True)
     start = time.perf_counter()
@@ -219,10 +220,14 @@ def run_fit(args: argparse.Namespace) -> int:
 
     print(f"\nDone in {elapsed:.1f} s.")
     if args.method == "nuts":
-        n_div = int(idata["sample_stats"]["diverging"].sum())
+        # Raw weights are identified only up to permutations and sign flips of hidden
+        # units; the network output at the data is free of those symmetries.
+        conv = prediction_convergence(idata, net, read_net(idata)[1])
         print(
-            f"Divergences: {n_div}. Note: R-hat of raw weights is inflated by the "
-            "symmetries of hidden units (permutations, sign flips) even when chains agree."
+            f"Predictions at the {len(y)} training inputs: max R-hat {conv['max_rhat']:.3f}, "
+            f"min bulk ESS {conv['min_ess_bulk']:.0f}; divergences: {conv['divergences']}.\n"
+            "R-hat of raw weights (below) can be large even when chains agree: "
+            "hidden units can be permuted and sign-flipped freely."
         )
     print(summary.head(12).to_string())
     print("\nWritten:")

@@ -19,7 +19,9 @@ def trace_var_names(idata: xr.DataTree) -> list[str]:
 
 
 def plot_trace(idata: xr.DataTree, *, max_units: int = 4) -> Any:
-    """ArviZ trace plot of the output layer (first ``max_units`` units), noise and scales.
+    """Trace plot (densities and traces per chain) of the output layer, noise and scales.
+
+    Shows the first ``max_units`` units of the last hidden layer.
 
     Raw weights of an MLP are only identified up to permutations and sign
     flips of the hidden units, so chains may disagree on them while agreeing
@@ -35,7 +37,7 @@ def plot_trace(idata: xr.DataTree, *, max_units: int = 4) -> Any:
     net, _ = read_net(idata)
     last = f"hidden{net.n_hidden_layers}"
     units = idata["posterior"][last].values[:max_units]
-    return az.plot_trace(
+    return az.plot_trace_dist(
         idata, var_names=trace_var_names(idata), coords={last: units}, backend="matplotlib"
     )
 
@@ -83,10 +85,10 @@ def plot_predictive(
             for j, ax in enumerate(axes[0]):
                 ydraws = _flat(pred["y"].values[..., j])
                 mu = _flat(pred["mu"].values[..., j])
-                for b in sorted(bands, reverse=True):
+                for b, alpha in zip(sorted(bands, reverse=True), (0.2, 0.4, 0.6), strict=False):
                     q = np.quantile(ydraws, [(1 - b) / 2, (1 + b) / 2], axis=0)
                     ax.fill_between(
-                        x, *q, alpha=0.25, color="C0", lw=0, label=f"{b:.0%} predictive band"
+                        x, *q, alpha=alpha, color="C0", lw=0, label=f"{b:.0%} predictive band"
                     )
                 qm = np.quantile(mu, [0.05, 0.95], axis=0)
                 ax.fill_between(x, *qm, alpha=0.35, color="C1", lw=0, label="90% band of the mean")
@@ -102,9 +104,9 @@ def plot_predictive(
             else:
                 z = logits - logits.max(axis=-1, keepdims=True)
                 p = (np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True))[..., 1]
-            for b in sorted(bands, reverse=True):
+            for b, alpha in zip(sorted(bands, reverse=True), (0.2, 0.4, 0.6), strict=False):
                 q = np.quantile(p, [(1 - b) / 2, (1 + b) / 2], axis=0)
-                ax.fill_between(x, *q, alpha=0.25, color="C0", lw=0, label=f"{b:.0%} band")
+                ax.fill_between(x, *q, alpha=alpha, color="C0", lw=0, label=f"{b:.0%} band")
             ax.plot(x, p.mean(axis=0), color="C1", lw=2, label="posterior mean")
             ax.scatter(X[:, 0], y == 1, s=10, color="k", alpha=0.6, label="data (class 1 = 1)")
             ax.set_xlabel(spec.feature_names[0])

@@ -1,8 +1,10 @@
 """Fitting a catalogue model by NUTS or (full-rank) ADVI into an ArviZ DataTree."""
 
 import importlib.util
+import warnings
 from typing import Any
 
+import arviz as az
 import numpy as np
 import pymc as pm
 import xarray as xr
@@ -142,6 +144,9 @@ def fit(
             nuts=nuts,
             var_names=keep,
             progressbar=progressbar,
+            # PyMC's own checks judge raw weights, whose R-hat the symmetries of hidden
+            # units inflate even when the chains agree; see warn_if_unconverged.
+            compute_convergence_checks=False,
         )
     else:
         with model:
@@ -172,4 +177,56 @@ def fit(
         "store_mu": store_mu,
     }
     write_attrs(idata, net, spec, fit_options)
+    if method == "nuts":
+        warn_if_unconverged(prediction_convergence(idata, net, spec))
     return idata
+
+
+def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str, float]:
+    """R-hat and ESS of the network output at the training inputs, and divergences.
+
+    The network output is invariant to permuting or sign-flipping hidden
+    units, so, unlike raw weights, its R-hat says whether the chains agree on
+    the function.
+
+    Returns
+    -------
+    dict
+        ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` over all training
+        inputs and outputs, ``divergences`` and ``chains``.
+    """
+    post = idata["posterior"]
+    X = idata["constant_data"]["X"].values
+    mu = net.forward({k: post[k].values for k in post.data_vars}, X, spec)
+    mu = xr.Dataset({"mu": (("chain", "draw", "obs", "output"), mu)})
+    stats = idata["sample_stats"] if "sample_stats" in idata.children else None
+    return {
+        "max_rhat": float(az.rhat(mu)["mu"].max()) if post.sizes["chain"] > 1 else float("nan"),
+        "min_ess_bulk": float(az.ess(mu, method="bulk")["mu"].min()),
+        "min_ess_tail": float(az.ess(mu, method="tail")["mu"].min()),
+        "divergences": int(stats["diverging"].sum()) if stats is not None else 0,
+        "chains": int(post.sizes["chain"]),
+    }
+
+
+def warn_if_unconverged(conv: dict[str, float]) -> None:
+    """Warn in plain words when the chains disagree on predictions or diverged."""
+    problems = []
+    if conv["max_rhat"] > 1.01:
+        problems.append(
+            f"R-hat of the predictions at the training inputs is {conv['max_rhat']:.3f} "
+            "(> 1.01): the chains disagree on the fitted function; run longer (tune, draws) "
+            "or compare chains"
+        )
+    if conv["min_ess_bulk"] < 100 * conv["chains"]:
+        problems.append(
+            f"the smallest bulk ESS of the predictions is {conv['min_ess_bulk']:.0f} "
+            f"(< 100 per chain): draw more"
+        )
+    if conv["divergences"]:
+        problems.append(
+            f"{conv['divergences']} divergent transitions: raise target_accept (e.g. 0.95) "
+            "or simplify the prior"
+        )
+    if problems:
+        warnings.warn("; ".join(problems) + ".", UserWarning, stacklevel=3)

@@ -57,7 +57,8 @@ def test_fit_writes_netcdf_summary_and_plots(tmp_path, capsys):
     summary = pd.read_csv(out / "summary.csv", index_col=0)
     assert "r_hat" in summary.columns and any(i.startswith("sigma") for i in summary.index)
     printed = capsys.readouterr().out
-    assert str(out / "fit.nc") in printed and "Divergences" in printed
+    assert str(out / "fit.nc") in printed and "divergences" in printed
+    assert "Predictions at the 133 training inputs: max R-hat" in printed
     for png in ("trace.png", "predictive.png"):
         assert (out / png).stat().st_size > 10_000
 

@@ -5,8 +5,13 @@ import importlib
 
 import pytest
 
-MODULES = ["bnncat.models", "bnncat.models.mlp", "bnncat.models.fitting",
-           "bnncat.models.prediction", "bnncat.models.persistence"]
+MODULES = [
+    "bnncat.models",
+    "bnncat.models.mlp",
+    "bnncat.models.fitting",
+    "bnncat.models.prediction",
+    "bnncat.models.persistence",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -2,6 +2,7 @@
 
 import json
 
+import arviz as az
 import numpy as np
 import pymc as pm
 import pytest
@@ -9,6 +10,7 @@ import xarray as xr
 
 from bnncat import data
 from bnncat.models import MLP, load, mlp_forward, predict, read_net, save
+from bnncat.models.fitting import prediction_convergence, warn_if_unconverged
 from bnncat.models.persistence import check_posterior_matches
 
 TINY = {"draws": 60, "tune": 60, "chains": 2, "progressbar": False}
@@ -18,7 +20,10 @@ TINY = {"draws": 60, "tune": 60, "chains": 2, "progressbar": False}
 def nuts_fit():
     ds = data.load("sine", n=40, seed=3)
     net = MLP((5,))
-    return net, ds, net.fit(ds.X, ds.y, random_seed=11, **TINY)
+    # 60 draws per chain cannot give 100 effective draws per chain: fit must say so
+    with pytest.warns(UserWarning, match="smallest bulk ESS of the predictions"):
+        idata = net.fit(ds.X, ds.y, random_seed=11, **TINY)
+    return net, ds, idata
 
 
 @pytest.fixture(scope="module")
@@ -269,3 +274,54 @@ def test_advi_recovers_the_sine_function():
     x = np.linspace(-2.5, 2.5, 25)[:, None]
     mu = predict(idata, x)["predictions"]["mu"].values[..., 0].reshape(-1, 25)
     assert np.abs(mu.mean(axis=0) - np.sin(x[:, 0])).max() < 0.2
+
+
+def _with_chain_changed(idata, change):
+    out = idata.copy()
+    post = out["posterior"].to_dataset()
+    for name, value in change(post).items():
+        post[name] = post[name].copy(data=value)
+    out["posterior"] = post
+    return out
+
+
+def test_prediction_convergence_ignores_symmetric_copies(nuts_fit):
+    """Chain 1 moved to a permuted, sign-flipped copy: same function, so same verdict."""
+    net, ds, idata = nuts_fit
+    perm, signs = np.array([4, 2, 0, 1, 3]), np.array([-1, 1, -1, 1, 1])
+
+    def flip_chain_1(post):
+        W1, b1, W_out = post["W1"].values.copy(), post["b1"].values.copy(), post["W_out"].values
+        W_out = W_out.copy()
+        W1[1] = W1[1][..., perm] * signs
+        b1[1] = b1[1][..., perm] * signs
+        W_out[1] = W_out[1][:, perm, :] * signs[:, None]
+        return {"W1": W1, "b1": b1, "W_out": W_out}
+
+    moved = _with_chain_changed(idata, flip_chain_1)
+    spec = read_net(idata)[1]
+    before = prediction_convergence(idata, net, spec)
+    after = prediction_convergence(moved, net, spec)
+    assert after["max_rhat"] == pytest.approx(before["max_rhat"], abs=1e-9)
+    raw = float(az.rhat(moved, var_names=["W1"])["W1"].max())
+    assert raw > 1.5  # raw weights say "not converged" although the function agrees
+
+
+def test_fit_warns_in_plain_words_when_chains_disagree(nuts_fit):
+    net, ds, idata = nuts_fit
+
+    def shift_chain_1(post):
+        b_out = post["b_out"].values.copy()
+        b_out[1] += 3.0
+        return {"b_out": b_out}
+
+    conv = prediction_convergence(
+        _with_chain_changed(idata, shift_chain_1), net, read_net(idata)[1]
+    )
+    assert conv["max_rhat"] > 1.5
+    with pytest.warns(UserWarning, match="chains disagree on the fitted function"):
+        warn_if_unconverged(conv)
+    with pytest.warns(UserWarning, match=r"smallest bulk ESS of the predictions is \d+"):
+        warn_if_unconverged({**conv, "max_rhat": 1.0, "min_ess_bulk": 50.0})
+    with pytest.warns(UserWarning, match="3 divergent transitions: raise target_accept"):
+        warn_if_unconverged({"max_rhat": 1.0, "min_ess_bulk": 1e4, "divergences": 3, "chains": 2})
