@@ -13,6 +13,10 @@ from bnncat.models.attrs import write_attrs
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
 
 METHODS = ("nuts", "advi", "fullrank_advi")
+ADVI_INITS = ("map", "pymc")
+#: Initial sd of every mean-field factor when ADVI starts from the MAP: BNN practice
+#: (small initial variances); PyMC's own default of 1 lets the noise swamp the fit.
+ADVI_START_SD = 0.05
 NUTS_SAMPLERS = ("numpyro", "nutpie", "pymc", "blackjax")
 #: Chosen by ``benchmarks/nuts_backends.py`` (README, "Choice of NUTS backend"):
 #: the most effective samples of the predictions per second on 2 cores.
@@ -50,6 +54,7 @@ def fit(
     target_accept: float = 0.8,
     advi_iterations: int = 30_000,
     learning_rate: float = 0.01,
+    advi_init: str = "map",
     store_mu: bool = False,
     progressbar: bool = True,
 ) -> xr.DataTree:
@@ -84,6 +89,15 @@ def fit(
         Optimisation steps for ADVI.
     learning_rate : float
         Adam step size for ADVI.
+    advi_init : {"map", "pymc"}
+        Where ADVI starts. ``"map"``: means at a MAP estimate found by
+        L-BFGS from a jittered initial point, every sd 0.05. ``"pymc"``:
+        PyMC's default (means at the initial point, where all weights are
+        zero, sd 1), which on BNNs tends to stop in a poor optimum that prunes
+        hidden units and overestimates the noise. Measured on ``sine`` (N=100,
+        true noise sd 0.1), 1x8 tanh, 20k steps, 4 seeds: max error of the mean
+        function 0.26-0.28 and noise sd 0.24-0.25 from PyMC's start against
+        0.05-0.08 and 0.10-0.11 from the MAP.
     store_mu : bool
         Keep the network output ``mu`` at the training inputs for every draw
         in the posterior (memory: draws x chains x n x outputs). ``predict``
@@ -108,6 +122,7 @@ def fit(
     >>> idata = net.fit(ds.X, ds.y, draws=500, chains=4, random_seed=1)  # doctest: +SKIP
     """
     method = check_choice(method, METHODS, "method")
+    advi_init = check_choice(advi_init, ADVI_INITS, "advi_init")
     nuts_sampler = check_choice(nuts_sampler, NUTS_SAMPLERS, "nuts_sampler")
     draws = check_positive_int(draws, "draws")
     tune = check_positive_int(tune, "tune", minimum=0)
@@ -149,6 +164,7 @@ def fit(
             compute_convergence_checks=False,
         )
     else:
+        start = _advi_start(model, method, random_seed) if advi_init == "map" else {}
         with model:
             approx = pm.fit(
                 advi_iterations,
@@ -156,6 +172,7 @@ def fit(
                 random_seed=random_seed,
                 progressbar=progressbar,
                 obj_optimizer=pm.adam(learning_rate=learning_rate),
+                **start,
             )
         idata = approx.sample(draws, random_seed=random_seed)
         if "sample_stats" in idata.children and not idata["sample_stats"].data_vars:
@@ -174,12 +191,36 @@ def fit(
         "target_accept": target_accept,
         "advi_iterations": advi_iterations,
         "learning_rate": learning_rate,
+        "advi_init": advi_init if method != "nuts" else None,
         "store_mu": store_mu,
     }
     write_attrs(idata, net, spec, fit_options)
     if method == "nuts":
         warn_if_unconverged(prediction_convergence(idata, net, spec))
     return idata
+
+
+def _advi_start(model: pm.Model, method: str, random_seed: int) -> dict[str, Any]:
+    """Start ADVI at a MAP estimate, with small sds for mean-field ADVI."""
+    with warnings.catch_warnings():
+        # only a starting point: ADVI goes on from wherever L-BFGS stopped
+        warnings.filterwarnings("ignore", "The optimizer did not converge", UserWarning)
+        found = pm.find_MAP(
+            model=model,
+            jitter=True,
+            random_seed=random_seed,
+            progressbar=False,
+            return_inferencedata=True,
+            idata_kwargs={"include_transformed": True},
+        )["posterior"]
+    values = [model.rvs_to_values[rv].name for rv in model.free_RVs]
+    point = {name: found[name].values[0, 0] for name in values}  # the one (chain, draw)
+    start: dict[str, Any] = {"start": point}
+    if method == "advi":  # full-rank ADVI takes no start_sigma
+        start["start_sigma"] = {
+            name: np.full(np.size(v), ADVI_START_SD) for name, v in point.items()
+        }
+    return start
 
 
 def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str, float]:

@@ -274,6 +274,8 @@ def test_advi_recovers_the_sine_function():
     x = np.linspace(-2.5, 2.5, 25)[:, None]
     mu = predict(idata, x)["predictions"]["mu"].values[..., 0].reshape(-1, 25)
     assert np.abs(mu.mean(axis=0) - np.sin(x[:, 0])).max() < 0.2
+    # mean-field ADVI that prunes units inflates the noise instead; the truth is 0.1
+    assert 0.08 < float(idata["posterior"]["sigma"].mean()) < 0.13
 
 
 def _with_chain_changed(idata, change):
