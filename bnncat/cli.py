@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 MODELS = ("mlp",)
+INVARIANT = ("b_out", "sigma", "nu")
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -226,10 +227,13 @@ def run_fit(args: argparse.Namespace) -> int:
         print(
             f"Predictions at the {len(y)} training inputs: max R-hat {conv['max_rhat']:.3f}, "
             f"min bulk ESS {conv['min_ess_bulk']:.0f}; divergences: {conv['divergences']}.\n"
-            "R-hat of raw weights (below) can be large even when chains agree: "
+            "R-hat of raw weights (summary.csv) can be large even when chains agree: "
             "hidden units can be permuted and sign-flipped freely."
         )
-    print(summary.head(12).to_string())
+    # b_out, the noise and the layer scales are the same in every symmetric copy
+    invariant = [i for i in summary.index if i.split("[")[0] in INVARIANT or i.endswith("_sd")]
+    print("\nSymmetry-invariant parameters (all parameters in summary.csv):")
+    print(summary.loc[invariant].to_string())
     print("\nWritten:")
     for what, path in written.items():
         print(f"  {what:10s} {path}")
