@@ -2,6 +2,7 @@
 
 import importlib.util
 import warnings
+from pathlib import Path
 from typing import Any
 
 import arviz as az
@@ -12,6 +13,7 @@ import xarray as xr
 from bnncat.models.attrs import write_attrs
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
 
+_PACKAGE_DIR = Path(__file__).resolve().parent
 METHODS = ("nuts", "advi", "fullrank_advi")
 ADVI_INITS = ("map", "pymc")
 #: Initial sd of every mean-field factor when ADVI starts from the MAP: BNN practice
@@ -270,4 +272,7 @@ def warn_if_unconverged(conv: dict[str, float]) -> None:
             "or simplify the prior"
         )
     if problems:
-        warnings.warn("; ".join(problems) + ".", UserWarning, stacklevel=3)
+        # point at the user's call, not at a frame inside bnncat.models
+        warnings.warn(
+            "; ".join(problems) + ".", UserWarning, skip_file_prefixes=(str(_PACKAGE_DIR),)
+        )
