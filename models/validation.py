@@ -83,15 +83,7 @@ def check_X(X: object, argument: str = "X", *, n_features: int | None = None) ->
         raise ValueError(
             f"{argument} has {arr.shape[1]} columns but the model was fitted on {n_features}"
         )
-    arr = arr.astype(np.float64)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
-        raise ValueError(
-            f"{argument} contains NaN or infinite values in {len(rows)} row(s), "
-            f"first at row {rows[0]}"
-        )
-    return arr
+    return _check_finite(arr.astype(np.float64), argument)
 
 
 def check_regression_y(y: object, n_rows: int, argument: str = "y") -> np.ndarray:
@@ -104,15 +96,7 @@ def check_regression_y(y: object, n_rows: int, argument: str = "y") -> np.ndarra
     _check_rows(arr, n_rows, argument)
     if arr.shape[1] == 0:
         raise ValueError(f"{argument} has no columns")
-    arr = arr.astype(np.float64)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
-        raise ValueError(
-            f"{argument} contains NaN or infinite values in {len(rows)} row(s), "
-            f"first at row {rows[0]}"
-        )
-    return arr
+    return _check_finite(arr.astype(np.float64), argument)
 
 
 def check_labels(y: object, n_rows: int, n_classes: int | None, argument: str = "y") -> np.ndarray:
@@ -137,6 +121,17 @@ def check_labels(y: object, n_rows: int, n_classes: int | None, argument: str = 
             f"{argument} has class labels outside {allowed}: {sorted(set(bad.tolist()))[:5]}"
         )
     return labels
+
+
+def _check_finite(arr: np.ndarray, argument: str) -> np.ndarray:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise ValueError(
+            f"{argument} contains NaN or infinite values in {len(rows)} row(s), "
+            f"first at row {rows[0]}"
+        )
+    return arr
 
 
 def _check_rows(arr: np.ndarray, n_rows: int, argument: str) -> None:
