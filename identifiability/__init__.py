@@ -1,4 +1,29 @@
-"""Identifiability layer: symmetry group, constraints, relabelling, diagnostics.
+"""Identifiability layer: the symmetry group of an MLP and relabelling of its draws.
 
-Filled in by later work (issue 3 and 5); the package exists so the namespace is complete.
+Examples
+--------
+>>> from bnncat.models import MLP
+>>> from bnncat import identifiability as ident
+>>> ident.symmetry_size(MLP(hidden=(3,), activation="tanh"))
+48
 """
+
+from bnncat.identifiability.relabel import canonicalize
+from bnncat.identifiability.symmetry import (
+    apply_group_element,
+    describe_symmetries,
+    has_sign_flip,
+    log10_symmetry_size,
+    random_group_element,
+    symmetry_size,
+)
+
+__all__ = [
+    "apply_group_element",
+    "canonicalize",
+    "describe_symmetries",
+    "has_sign_flip",
+    "log10_symmetry_size",
+    "random_group_element",
+    "symmetry_size",
+]

@@ -11,6 +11,9 @@ MODULES = [
     "bnncat.models.fitting",
     "bnncat.models.prediction",
     "bnncat.models.persistence",
+    "bnncat.identifiability",
+    "bnncat.identifiability.symmetry",
+    "bnncat.identifiability.relabel",
 ]
 
 

@@ -1,0 +1,214 @@
+"""Relabelling posterior draws of an MLP to one canonical member of each symmetry orbit.
+
+Two methods, both layer by layer from the input side (a layer is relabelled
+once the layer feeding it is canonical, so its incoming weights mean the same
+in every draw):
+
+``sort``
+    Fix each unit's sign so that its first incoming weight is positive (for
+    activations with a sign flip), then order the units by their bias. A pure
+    function of the draw: ``canonicalize(g·θ) == canonicalize(θ)`` for every
+    group element g, and relabelling twice changes nothing.
+``pivot``
+    Match every draw's units, with the best sign, to a reference by
+    ``scipy.optimize.linear_sum_assignment`` on squared distances of their
+    incoming weights and bias (plus outgoing weights for the last hidden
+    layer), then re-estimate the reference as the mean of the relabelled
+    draws, until the labels stop changing (Stephens 2000; the ECR idea of
+    Papastamoulis & Iliopoulos 2010). It starts from ``sort`` and adapts to
+    the posterior, so it breaks fewer draws where two units are nearly tied
+    on the sort key.
+"""
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from scipy.optimize import linear_sum_assignment
+
+from bnncat.identifiability.symmetry import SIGN_FLIP, apply_to_layer
+from bnncat.models import read_net
+from bnncat.models.mlp import MLP, weight_names
+from bnncat.models.validation import check_choice, check_positive_int
+
+METHODS = ("sort", "pivot")
+
+
+def canonicalize(
+    idata: xr.DataTree, *, method: str = "sort", net: MLP | None = None, max_iter: int = 50
+) -> xr.DataTree:
+    """Map every posterior draw of an MLP to a canonical representative of its orbit.
+
+    Parameters
+    ----------
+    idata : xarray.DataTree
+        A fit of a catalogue MLP (``net.fit``, ``load``), or your own
+        ``pm.sample`` / ``pm.fit`` result on a model from ``net.build`` with
+        ``net`` given.
+    method : {"sort", "pivot"}
+        See the module docstring.
+    net : MLP, optional
+        The architecture; read from ``idata.attrs`` when omitted.
+    max_iter : int
+        Most reference updates per layer for ``pivot``.
+
+    Returns
+    -------
+    xarray.DataTree
+        A copy of ``idata`` whose posterior holds the relabelled weights and
+        biases (everything else unchanged), plus a group ``relabelling`` with
+        ``perm_hidden{l}`` and ``sign_hidden{l}`` (chain, draw, hidden{l}):
+        canonical unit k of layer l is original unit ``perm[k]`` times
+        ``sign[k]``. The input is not modified.
+
+    Examples
+    --------
+    >>> from bnncat.identifiability import canonicalize
+    >>> canon = canonicalize(idata, method="pivot")  # doctest: +SKIP
+    >>> canon["relabelling"]["perm_hidden1"].sel(chain=0, draw=0).values  # doctest: +SKIP
+    array([3, 0, 7, 1, 5, 2, 6, 4])
+    """
+    method = check_choice(method, METHODS, "method")
+    max_iter = check_positive_int(max_iter, "max_iter")
+    net = _resolve_net(idata, net)
+    post = idata["posterior"]
+    names = [n for pair in weight_names(net.n_hidden_layers) for n in pair]
+    params = {n: post[n].values for n in names}
+    if method == "sort":
+        canon, perms, signs = sort_labels(params, net)
+    else:
+        canon, perms, signs = pivot_labels(params, net, max_iter=max_iter)
+
+    new_post = post.to_dataset()
+    for name in names:
+        new_post[name] = post[name].copy(data=canon[name])
+    labels = xr.Dataset(coords={k: v for k, v in post.coords.items() if k in ("chain", "draw")})
+    for layer, (perm, sign) in enumerate(zip(perms, signs, strict=True), 1):
+        dims = ("chain", "draw", f"hidden{layer}")
+        labels[f"perm_hidden{layer}"] = (dims, perm)
+        labels[f"sign_hidden{layer}"] = (dims, sign.astype(np.int8))
+    labels.attrs["method"] = method
+    out = idata.copy()
+    out["posterior"] = new_post
+    out["relabelling"] = labels
+    return out
+
+
+def sort_labels(
+    params: dict[str, np.ndarray], net: MLP
+) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Canonical draws by the sign rule and bias order; also the labels applied."""
+    flip = SIGN_FLIP[net.activation]
+    cur = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+    perms, signs = [], []
+    for layer, (w_in, b_in) in enumerate(weight_names(net.n_hidden_layers)[:-1]):
+        sign = _sign_rule(cur[w_in]) if flip else np.ones(cur[b_in].shape)
+        perm = np.argsort(cur[b_in] * sign, axis=-1, kind="stable")
+        sign = np.take_along_axis(sign, perm, axis=-1)
+        apply_to_layer(cur, layer, net.n_hidden_layers, perm, sign if flip else None, flip)
+        perms.append(perm)
+        signs.append(sign)
+    return cur, perms, signs
+
+
+def pivot_labels(
+    params: dict[str, np.ndarray], net: MLP, *, max_iter: int = 50
+) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Canonical draws by iterated matching to a reference (Hungarian algorithm)."""
+    flip = SIGN_FLIP[net.activation]
+    n_layers = net.n_hidden_layers
+    cur = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+    perms, signs = [], []
+    for layer, (w_in, b_in) in enumerate(weight_names(n_layers)[:-1]):
+        # start from the sort labels of this layer, then refine by matching
+        sign0 = _sign_rule(cur[w_in]) if flip else np.ones(cur[b_in].shape)
+        perm0 = np.argsort(cur[b_in] * sign0, axis=-1, kind="stable")
+        sign0 = np.take_along_axis(sign0, perm0, axis=-1)
+        feats = _unit_features(cur, layer, n_layers)  # (..., H, d), original unit order
+        shape = feats.shape[:-2]
+        flat = feats.reshape(-1, *feats.shape[-2:])
+        perm = perm0.reshape(-1, flat.shape[1])
+        sign = sign0.reshape(-1, flat.shape[1])
+        for _ in range(max_iter):
+            relabelled = np.take_along_axis(flat, perm[..., None], axis=1) * sign[..., None]
+            reference = relabelled.mean(axis=0)  # (H, d)
+            new_perm, new_sign = _match(flat, reference, flip is not None)
+            if np.array_equal(new_perm, perm) and np.array_equal(new_sign, sign):
+                break
+            perm, sign = new_perm, new_sign
+        perm, sign = perm.reshape(*shape, -1), sign.reshape(*shape, -1)
+        apply_to_layer(cur, layer, n_layers, perm, sign if flip else None, flip)
+        perms.append(perm)
+        signs.append(sign)
+    return cur, perms, signs
+
+
+def _sign_rule(W: np.ndarray) -> np.ndarray:
+    """+1/-1 per unit so that its first incoming weight becomes non-negative."""
+    return np.where(W[..., 0, :] >= 0, 1.0, -1.0)
+
+
+def _unit_features(cur: dict[str, np.ndarray], layer: int, n_layers: int) -> np.ndarray:
+    """Per unit: incoming weights and bias, and for the last hidden layer the outgoing row.
+
+    Everything here flips sign with the unit and none of it depends on how later
+    layers are labelled (the output layer's columns are fixed).
+    """
+    names = weight_names(n_layers)
+    (w_in, b_in), (w_next, _) = names[layer], names[layer + 1]
+    parts = [np.swapaxes(cur[w_in], -1, -2), cur[b_in][..., None]]
+    if w_next == "W_out":
+        parts.append(cur[w_next])
+    return np.concatenate(parts, axis=-1)
+
+
+def _match(
+    flat: np.ndarray, reference: np.ndarray, with_signs: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best assignment (and signs) of each draw's units to the reference units."""
+    dots = flat @ reference.T  # (n, H units, H slots)
+    gain = np.abs(dots) if with_signs else dots
+    # minimising ||s f_j - r_k||^2 = const - 2 s f_j . r_k over s and the assignment
+    cost = (flat**2).sum(-1)[..., :, None] - 2 * gain
+    perm = np.empty(flat.shape[:2], dtype=np.int64)
+    for i in range(flat.shape[0]):
+        units, slots = linear_sum_assignment(cost[i])
+        perm[i, slots] = units
+    slot = np.arange(flat.shape[1])
+    chosen = dots[np.arange(flat.shape[0])[:, None], perm, slot[None, :]]
+    sign = np.where(chosen >= 0, 1.0, -1.0) if with_signs else np.ones(perm.shape)
+    return perm, sign
+
+
+def _resolve_net(idata: Any, net: MLP | None) -> MLP:
+    if not isinstance(idata, xr.DataTree):
+        raise TypeError(f"idata must be an xarray.DataTree; got {type(idata).__name__}")
+    if "posterior" not in idata.children:
+        raise ValueError("idata has no posterior group: nothing to relabel")
+    if "bnncat_config" in idata.attrs:
+        stored, _ = read_net(idata)
+        if net is not None and net != stored:
+            raise ValueError(f"net={net!r} does not match the model stored in idata: {stored!r}")
+        net = stored
+    elif net is None:
+        raise ValueError(
+            "idata carries no bnncat configuration (not from a catalogue fit): pass the net you "
+            "built the model with, e.g. canonicalize(idata, net=net)"
+        )
+    if not isinstance(net, MLP):
+        raise TypeError(f"canonicalize relabels MLP-family nets; got {type(net).__name__}")
+    post = idata["posterior"]
+    for name in (n for pair in weight_names(net.n_hidden_layers) for n in pair):
+        if name not in post:
+            raise ValueError(
+                f"the posterior has no {name!r}: it is not from {net!r} "
+                f"(variables: {sorted(post.data_vars)})"
+            )
+    widths = [post["W1"].shape[-1]] + [
+        post[f"W{i}"].shape[-1] for i in range(2, len(net.hidden) + 1)
+    ]
+    if tuple(widths) != net.hidden:
+        raise ValueError(
+            f"the posterior's hidden widths {tuple(widths)} are not net.hidden={net.hidden}"
+        )
+    return net
