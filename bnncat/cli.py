@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-MODELS = ("mlp",)
+MODELS = {"mlp": "MLP", "ordered-mlp": "OrderedMLP"}
 INVARIANT = ("b_out", "sigma", "nu")
 
 
@@ -58,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=_Formatter,
     )
-    fit.add_argument("--model", choices=MODELS, default="mlp", help="model family")
+    fit.add_argument(
+        "--model",
+        choices=list(MODELS),
+        default="mlp",
+        help="model family: plain MLP, or OrderedMLP (hidden units ordered by constraints)",
+    )
     fit.add_argument(
         "--data",
         default="mcycle",
@@ -169,9 +174,9 @@ def run_fit(args: argparse.Namespace) -> int:
             else ("bernoulli" if y.nunique() <= 2 else "categorical")
         )
 
-    from bnncat.models import MLP
+    from bnncat import models
 
-    net = MLP(
+    net = getattr(models, MODELS[args.model])(
         hidden=args.hidden,
         activation=args.activation,
         likelihood=likelihood,

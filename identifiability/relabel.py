@@ -5,10 +5,13 @@ once the layer feeding it is canonical, so its incoming weights mean the same
 in every draw):
 
 ``sort``
-    Fix each unit's sign so that its first incoming weight is positive (for
-    activations with a sign flip), then order the units by their bias. A pure
-    function of the draw: ``canonicalize(g·θ) == canonicalize(θ)`` for every
-    group element g, and relabelling twice changes nothing.
+    The rule of ``OrderedMLP``'s constraints: for the last hidden layer, flip
+    each unit so that its outgoing weight to the first output is positive (for
+    activations with a sign flip) and sort the units by that weight; for inner
+    layers, the same with the unit's bias. A pure function of the draw:
+    ``canonicalize(g·θ) == canonicalize(θ)`` for every group element g,
+    relabelling twice changes nothing, and draws of an ``OrderedMLP`` are
+    already canonical.
 ``pivot``
     Match every draw's units, with the best sign, to a reference by
     ``scipy.optimize.linear_sum_assignment`` on squared distances of their
@@ -101,10 +104,8 @@ def sort_labels(
     flip = SIGN_FLIP[net.activation]
     cur = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     perms, signs = [], []
-    for layer, (w_in, b_in) in enumerate(weight_names(net.n_hidden_layers)[:-1]):
-        sign = _sign_rule(cur[w_in]) if flip else np.ones(cur[b_in].shape)
-        perm = np.argsort(cur[b_in] * sign, axis=-1, kind="stable")
-        sign = np.take_along_axis(sign, perm, axis=-1)
+    for layer in range(net.n_hidden_layers):
+        perm, sign = _sort_rule(cur, layer, net.n_hidden_layers, flip is not None)
         apply_to_layer(cur, layer, net.n_hidden_layers, perm, sign if flip else None, flip)
         perms.append(perm)
         signs.append(sign)
@@ -119,11 +120,9 @@ def pivot_labels(
     n_layers = net.n_hidden_layers
     cur = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     perms, signs = [], []
-    for layer, (w_in, b_in) in enumerate(weight_names(n_layers)[:-1]):
+    for layer in range(n_layers):
         # start from the sort labels of this layer, then refine by matching
-        sign0 = _sign_rule(cur[w_in]) if flip else np.ones(cur[b_in].shape)
-        perm0 = np.argsort(cur[b_in] * sign0, axis=-1, kind="stable")
-        sign0 = np.take_along_axis(sign0, perm0, axis=-1)
+        perm0, sign0 = _sort_rule(cur, layer, n_layers, flip is not None)
         feats = _unit_features(cur, layer, n_layers)  # (..., H, d), original unit order
         shape = feats.shape[:-2]
         flat = feats.reshape(-1, *feats.shape[-2:])
@@ -143,9 +142,24 @@ def pivot_labels(
     return cur, perms, signs
 
 
-def _sign_rule(W: np.ndarray) -> np.ndarray:
-    """+1/-1 per unit so that its first incoming weight becomes non-negative."""
-    return np.where(W[..., 0, :] >= 0, 1.0, -1.0)
+def _sort_rule(
+    cur: dict[str, np.ndarray], layer: int, n_layers: int, with_signs: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels that put layer ``layer`` into the region ``OrderedMLP`` samples in.
+
+    The last hidden layer is keyed on its outgoing weights to the first output,
+    inner layers on their biases: made positive by the sign flip (where the
+    activation has one), then sorted ascending. Neither key depends on how any
+    later layer is labelled.
+    """
+    names = weight_names(n_layers)
+    if layer == n_layers - 1:
+        key = cur["W_out"][..., :, 0]
+    else:
+        key = cur[names[layer][1]]
+    sign = np.where(key >= 0, 1.0, -1.0) if with_signs else np.ones(key.shape)
+    perm = np.argsort(key * sign, axis=-1, kind="stable")
+    return perm, np.take_along_axis(sign, perm, axis=-1)
 
 
 def _unit_features(cur: dict[str, np.ndarray], layer: int, n_layers: int) -> np.ndarray:

@@ -24,20 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from bnncat.models.activations import ACTIVATIONS
 from bnncat.models.mlp import MLP, weight_names
 
 #: How each activation's units can be sign-flipped: "odd" (plain flip),
 #: "complement" (sigmoid: flip plus a correction of the next bias) or None.
-SIGN_FLIP: dict[str, str | None] = {
-    "tanh": "odd",
-    "sin": "odd",
-    "arctan": "odd",
-    "identity": "odd",
-    "sigmoid": "complement",
-    "relu": None,
-    "softplus": None,
-    "gelu": None,
-}
+SIGN_FLIP: dict[str, str | None] = {name: a.sign_flip for name, a in ACTIVATIONS.items()}
 
 
 def has_sign_flip(activation: str) -> bool:

@@ -10,7 +10,18 @@ Examples
 from bnncat.models.attrs import read_net
 from bnncat.models.fitting import fit
 from bnncat.models.mlp import MLP, build_mlp, mlp_forward
+from bnncat.models.ordered_mlp import OrderedMLP
 from bnncat.models.persistence import load, save
 from bnncat.models.prediction import predict
 
-__all__ = ["MLP", "build_mlp", "fit", "load", "mlp_forward", "predict", "read_net", "save"]
+__all__ = [
+    "MLP",
+    "OrderedMLP",
+    "build_mlp",
+    "fit",
+    "load",
+    "mlp_forward",
+    "predict",
+    "read_net",
+    "save",
+]

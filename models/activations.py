@@ -24,16 +24,24 @@ class Activation:
         PyTensor implementation, used inside the PyMC model.
     numpy : callable
         NumPy implementation, used by the forward pass over draws.
-    odd : bool
-        ``f(-z) == -f(z)``: flipping the signs of a unit's incoming weights,
-        bias and outgoing weights leaves the network unchanged, so each hidden
-        unit adds a factor 2 to the symmetry group.
+    sign_flip : {"odd", "complement"} or None
+        How a unit can be sign-flipped without changing the network. "odd":
+        ``f(-z) == -f(z)``, so negating its incoming weights, bias and
+        outgoing weights changes nothing. "complement" (sigmoid): ``f(-z) ==
+        1 - f(z)``, the same once the next layer's bias absorbs the unit's
+        outgoing weights. None: no such flip. Each flippable unit doubles the
+        symmetry group.
     """
 
     name: str
     tensor: Callable
     numpy: Callable
-    odd: bool
+    sign_flip: str | None
+
+    @property
+    def odd(self) -> bool:
+        """``f(-z) == -f(z)``."""
+        return self.sign_flip == "odd"
 
 
 def _gelu_tensor(z):
@@ -47,13 +55,13 @@ def _gelu_numpy(z):
 ACTIVATIONS: dict[str, Activation] = {
     a.name: a
     for a in (
-        Activation("tanh", pt.tanh, np.tanh, odd=True),
-        Activation("sin", pt.sin, np.sin, odd=True),
-        Activation("arctan", pt.arctan, np.arctan, odd=True),
-        Activation("identity", lambda z: z, lambda z: z, odd=True),
-        Activation("relu", lambda z: pt.maximum(z, 0.0), lambda z: np.maximum(z, 0.0), odd=False),
-        Activation("sigmoid", pt.sigmoid, special.expit, odd=False),
-        Activation("softplus", pt.softplus, lambda z: np.logaddexp(0.0, z), odd=False),
-        Activation("gelu", _gelu_tensor, _gelu_numpy, odd=False),
+        Activation("tanh", pt.tanh, np.tanh, "odd"),
+        Activation("sin", pt.sin, np.sin, "odd"),
+        Activation("arctan", pt.arctan, np.arctan, "odd"),
+        Activation("identity", lambda z: z, lambda z: z, "odd"),
+        Activation("relu", lambda z: pt.maximum(z, 0.0), lambda z: np.maximum(z, 0.0), None),
+        Activation("sigmoid", pt.sigmoid, special.expit, "complement"),
+        Activation("softplus", pt.softplus, lambda z: np.logaddexp(0.0, z), None),
+        Activation("gelu", _gelu_tensor, _gelu_numpy, None),
     )
 }

@@ -176,6 +176,18 @@ class MLP:
         """Build from already validated arrays and a spec; ``y=None`` gives the prediction model."""
         return build_mlp(X, y, net=self, spec=spec)
 
+    def layer_parameters(
+        self, layer: int, fan_in: int, dims: tuple[str, str], spec: DataSpec
+    ) -> tuple[Any, Any]:
+        """Create the weights and bias of layer ``layer`` (0-based; the last is the output).
+
+        Called inside the model context by :func:`build_mlp`; subclasses change
+        the parameterisation here (see ``OrderedMLP``).
+        """
+        w_name, b_name = weight_names(self.n_hidden_layers)[layer]
+        W = pm.Normal(w_name, 0.0, weight_prior_scale(self, w_name, fan_in), dims=dims)
+        return W, pm.Normal(b_name, 0.0, self.bias_scale, dims=dims[1])
+
     def forward(
         self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
     ) -> np.ndarray:
@@ -217,14 +229,12 @@ def build_mlp(X: np.ndarray, y: np.ndarray | None, *, net: MLP, spec: DataSpec) 
         X_data = pm.Data("X", X, dims=("obs", "feature"))
         h = (X_data - np.asarray(spec.x_loc)) / np.asarray(spec.x_scale)
         in_dim, fan_in = "feature", spec.n_features
-        layers = weight_names(net.n_hidden_layers)
-        widths = [*net.hidden, spec.n_outputs]
-        for i, ((w_name, b_name), width) in enumerate(zip(layers, widths, strict=True)):
-            out_dim = "output" if w_name == "W_out" else f"hidden{i + 1}"
-            W = _weight(w_name, fan_in, (in_dim, out_dim), net)
-            b = pm.Normal(b_name, 0.0, net.bias_scale, dims=out_dim)
+        for i, width in enumerate([*net.hidden, spec.n_outputs]):
+            is_output = i == net.n_hidden_layers
+            out_dim = "output" if is_output else f"hidden{i + 1}"
+            W, b = net.layer_parameters(i, fan_in, (in_dim, out_dim), spec)
             h = h @ W + b
-            if w_name != "W_out":
+            if not is_output:
                 h = act(h)
             in_dim, fan_in = out_dim, width
         mu = pm.Deterministic(
@@ -234,14 +244,15 @@ def build_mlp(X: np.ndarray, y: np.ndarray | None, *, net: MLP, spec: DataSpec) 
     return model
 
 
-def _weight(name: str, fan_in: int, dims: tuple[str, str], net: MLP):
+def weight_prior_scale(net: MLP, name: str, fan_in: int):
+    """Return the sd of a layer's Gaussian weight prior (a PyMC variable if hierarchical)."""
     scale = net.prior_scale
     if net.prior in ("lecun", "hierarchical"):
         scale = scale / np.sqrt(fan_in)
     if net.prior == "hierarchical":
         # Centred: a per-layer sd informed by all of that layer's weights.
         scale = pm.HalfNormal(f"{name}_sd", sigma=scale)
-    return pm.Normal(name, 0.0, scale, dims=dims)
+    return scale
 
 
 def mlp_forward(

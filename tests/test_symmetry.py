@@ -149,13 +149,14 @@ def test_recorded_labels_reproduce_the_relabelled_draws():
         assert (np.sort(perms[0], axis=-1) == np.arange(4)).all()
 
 
-def test_sort_canonical_form_satisfies_its_rule():
+def test_sort_canonical_form_satisfies_the_ordered_mlp_constraints():
     rng = np.random.default_rng(0)
     net = MLP((5, 4), activation="tanh")
     canon = ident.canonicalize(_idata(_params(net, 2, rng, (3, 7)), net=net), net=net)["posterior"]
-    for i in (1, 2):
-        assert (canon[f"W{i}"].values[..., 0, :] >= 0).all()  # first incoming weight >= 0
-        assert (np.diff(canon[f"b{i}"].values, axis=-1) >= 0).all()  # biases ascending
+    lead = canon["W_out"].values[..., 0]  # last hidden layer: positively ordered W_out[:, 0]
+    assert (lead > 0).all() and (np.diff(lead, axis=-1) > 0).all()
+    b1 = canon["b1"].values  # inner layer: positively ordered biases
+    assert (b1 > 0).all() and (np.diff(b1, axis=-1) > 0).all()
 
 
 def test_the_input_is_left_untouched():
