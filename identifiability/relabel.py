@@ -32,13 +32,19 @@ from scipy.optimize import linear_sum_assignment
 from bnncat.identifiability.symmetry import SIGN_FLIP, apply_to_layer
 from bnncat.models import read_net
 from bnncat.models.mlp import MLP, weight_names
+from bnncat.models.ordered_mlp import ORDER_BY
 from bnncat.models.validation import check_choice, check_positive_int
 
 METHODS = ("sort", "pivot")
 
 
 def canonicalize(
-    idata: xr.DataTree, *, method: str = "sort", net: MLP | None = None, max_iter: int = 50
+    idata: xr.DataTree,
+    *,
+    method: str = "sort",
+    net: MLP | None = None,
+    order_by: str | None = None,
+    max_iter: int = 50,
 ) -> xr.DataTree:
     """Map every posterior draw of an MLP to a canonical representative of its orbit.
 
@@ -52,6 +58,10 @@ def canonicalize(
         See the module docstring.
     net : MLP, optional
         The architecture; read from ``idata.attrs`` when omitted.
+    order_by : {"output", "bias"}, optional
+        The key of the last hidden layer for ``sort`` (and ``pivot``'s start):
+        its outgoing weights to the first output, or its biases. Defaults to
+        the net's own ``order_by`` (``OrderedMLP``), else "output".
     max_iter : int
         Most reference updates per layer for ``pivot``.
 
@@ -74,13 +84,14 @@ def canonicalize(
     method = check_choice(method, METHODS, "method")
     max_iter = check_positive_int(max_iter, "max_iter")
     net = _resolve_net(idata, net)
+    order_by = check_choice(order_by or getattr(net, "order_by", "output"), ORDER_BY, "order_by")
     post = idata["posterior"]
     names = [n for pair in weight_names(net.n_hidden_layers) for n in pair]
     params = {n: post[n].values for n in names}
     if method == "sort":
-        canon, perms, signs = sort_labels(params, net)
+        canon, perms, signs = sort_labels(params, net, order_by=order_by)
     else:
-        canon, perms, signs = pivot_labels(params, net, max_iter=max_iter)
+        canon, perms, signs = pivot_labels(params, net, order_by=order_by, max_iter=max_iter)
 
     new_post = post.to_dataset()
     for name in names:
@@ -98,14 +109,14 @@ def canonicalize(
 
 
 def sort_labels(
-    params: dict[str, np.ndarray], net: MLP
+    params: dict[str, np.ndarray], net: MLP, *, order_by: str = "output"
 ) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Canonical draws by the sign rule and bias order; also the labels applied."""
     flip = SIGN_FLIP[net.activation]
     cur = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     perms, signs = [], []
     for layer in range(net.n_hidden_layers):
-        perm, sign = _sort_rule(cur, layer, net.n_hidden_layers, flip is not None)
+        perm, sign = _sort_rule(cur, layer, net.n_hidden_layers, flip is not None, order_by)
         apply_to_layer(cur, layer, net.n_hidden_layers, perm, sign if flip else None, flip)
         perms.append(perm)
         signs.append(sign)
@@ -113,7 +124,7 @@ def sort_labels(
 
 
 def pivot_labels(
-    params: dict[str, np.ndarray], net: MLP, *, max_iter: int = 50
+    params: dict[str, np.ndarray], net: MLP, *, order_by: str = "output", max_iter: int = 50
 ) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Canonical draws by iterated matching to a reference (Hungarian algorithm)."""
     flip = SIGN_FLIP[net.activation]
@@ -122,7 +133,7 @@ def pivot_labels(
     perms, signs = [], []
     for layer in range(n_layers):
         # start from the sort labels of this layer, then refine by matching
-        perm0, sign0 = _sort_rule(cur, layer, n_layers, flip is not None)
+        perm0, sign0 = _sort_rule(cur, layer, n_layers, flip is not None, order_by)
         feats = _unit_features(cur, layer, n_layers)  # (..., H, d), original unit order
         shape = feats.shape[:-2]
         flat = feats.reshape(-1, *feats.shape[-2:])
@@ -143,17 +154,17 @@ def pivot_labels(
 
 
 def _sort_rule(
-    cur: dict[str, np.ndarray], layer: int, n_layers: int, with_signs: bool
+    cur: dict[str, np.ndarray], layer: int, n_layers: int, with_signs: bool, order_by: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels that put layer ``layer`` into the region ``OrderedMLP`` samples in.
 
-    The last hidden layer is keyed on its outgoing weights to the first output,
-    inner layers on their biases: made positive by the sign flip (where the
-    activation has one), then sorted ascending. Neither key depends on how any
-    later layer is labelled.
+    The last hidden layer is keyed on its outgoing weights to the first output
+    (``order_by="output"``) or on its biases, inner layers on their biases:
+    made positive by the sign flip (where the activation has one), then
+    sorted ascending. Neither key depends on how any later layer is labelled.
     """
     names = weight_names(n_layers)
-    if layer == n_layers - 1:
+    if layer == n_layers - 1 and order_by == "output":
         key = cur["W_out"][..., :, 0]
     else:
         key = cur[names[layer][1]]

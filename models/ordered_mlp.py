@@ -30,7 +30,7 @@ a funnel in that unit's incoming weights. The README compares this model with
 the plain MLP plus relabelling on one problem.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,9 @@ from bnncat.models.activations import ACTIVATIONS
 from bnncat.models.attrs import register_model
 from bnncat.models.data_spec import DataSpec
 from bnncat.models.mlp import MLP, weight_names, weight_prior_scale
+from bnncat.models.validation import check_choice
+
+ORDER_BY = ("output", "bias")
 
 _Ordered = pm.distributions.transforms.Ordered
 
@@ -50,7 +53,14 @@ _Ordered = pm.distributions.transforms.Ordered
 class OrderedMLP(MLP):
     """An MLP whose hidden units are ordered (and sign-fixed) by PyMC transforms.
 
-    Same options as :class:`MLP`; see the module docstring for the constraints.
+    Same options as :class:`MLP`, plus:
+
+    order_by : {"output", "bias"}
+        What orders the last hidden layer: its outgoing weights to the first
+        output (default), or, like the inner layers, its biases. The README's
+        comparison says why the default is "output".
+
+    See the module docstring for the constraints.
 
     Examples
     --------
@@ -62,6 +72,12 @@ class OrderedMLP(MLP):
     True
     """
 
+    order_by: str = field(default="output", kw_only=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self.order_by, ORDER_BY, "order_by")
+
     def layer_parameters(
         self, layer: int, fan_in: int, dims: tuple[str, str], spec: DataSpec
     ) -> tuple[Any, Any]:
@@ -72,7 +88,7 @@ class OrderedMLP(MLP):
         scale = weight_prior_scale(self, w_name, fan_in)
         if w_name != "W_out":
             W = pm.Normal(w_name, 0.0, scale, dims=dims)
-            if layer == last_hidden:
+            if layer == last_hidden and self.order_by == "output":
                 return W, pm.Normal(b_name, 0.0, self.bias_scale, dims=dims[1])
             b = pm.Normal(
                 b_name,
@@ -84,6 +100,9 @@ class OrderedMLP(MLP):
             )
             return W, b
         H = self.hidden[-1]
+        if self.order_by == "bias":
+            W = pm.Normal(w_name, 0.0, scale, dims=dims)
+            return W, pm.Normal(b_name, 0.0, self.bias_scale, dims=dims[1])
         lead = pm.Normal(
             "W_out_lead",
             0.0,
@@ -110,8 +129,9 @@ class OrderedMLP(MLP):
         True
         """
         names = weight_names(self.n_hidden_layers)
-        keys = [params[names[i][1]] for i in range(self.n_hidden_layers - 1)]
-        keys.append(params["W_out"][..., :, 0])
+        keys = [params[names[i][1]] for i in range(self.n_hidden_layers)]
+        if self.order_by == "output":
+            keys[-1] = params["W_out"][..., :, 0]
         ok = np.ones(np.shape(keys[0])[:-1], dtype=bool)
         for key in keys:
             ok &= (np.diff(key, axis=-1) > 0).all(axis=-1)

@@ -46,8 +46,11 @@ def _params(net, rng, n_outputs=1):
 @pytest.mark.parametrize("hidden", [(1,), (3,), (2, 2), (3, 2), (2, 2, 2)])
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
 @pytest.mark.parametrize("n_outputs", [1, 2])
-def test_each_orbit_meets_the_constrained_region_exactly_once(hidden, activation, n_outputs):
-    net = OrderedMLP(hidden, activation=activation)
+@pytest.mark.parametrize("order_by", ["output", "bias"])
+def test_each_orbit_meets_the_constrained_region_exactly_once(
+    hidden, activation, n_outputs, order_by
+):
+    net = OrderedMLP(hidden, activation=activation, order_by=order_by)
     params = _params(net, np.random.default_rng(len(hidden) + n_outputs), n_outputs)
     flips = net.sign_flips
     per_layer = [
@@ -102,12 +105,22 @@ def test_every_advi_draw_satisfies_the_constraints():
     assert net.in_constrained_region({k: post[k].values for k in post.data_vars}).all()
 
 
-def test_ordered_draws_are_already_canonical(ordered_fit):
-    net, ds, idata = ordered_fit
-    canon = ident.canonicalize(idata)
-    labels = canon["relabelling"]
-    assert (labels["perm_hidden1"].values == np.arange(4)).all()
-    assert (labels["sign_hidden1"].values == 1).all()
+@pytest.mark.parametrize("order_by", ["output", "bias"])
+def test_ordered_draws_are_already_canonical(order_by):
+    ds = data.load("sine", n=40, seed=3)
+    net = OrderedMLP((4, 2), order_by=order_by)
+    idata = net.fit(ds.X, ds.y, random_seed=2, **TINY)
+    post = idata["posterior"]
+    assert net.in_constrained_region({k: post[k].values for k in post.data_vars}).all()
+    labels = ident.canonicalize(idata, method="sort")["relabelling"]
+    for layer, width in ((1, 4), (2, 2)):
+        assert (labels[f"perm_hidden{layer}"].values == np.arange(width)).all()
+        assert (labels[f"sign_hidden{layer}"].values == 1).all()
+
+
+def test_order_by_must_be_known():
+    with pytest.raises(ValueError, match="order_by='weights' is not known"):
+        OrderedMLP((3,), order_by="weights")
 
 
 def test_predict_save_load_round_trip(ordered_fit, tmp_path):
