@@ -5,10 +5,10 @@ once the layer feeding it is canonical, so its incoming weights mean the same
 in every draw):
 
 ``sort``
-    The rule of ``OrderedMLP``'s constraints: for the last hidden layer, flip
-    each unit so that its outgoing weight to the first output is positive (for
-    activations with a sign flip) and sort the units by that weight; for inner
-    layers, the same with the unit's bias. A pure function of the draw:
+    The rule of ``OrderedMLP``'s constraints: flip each unit so that its bias
+    is positive (for activations with a sign flip) and sort the units by it;
+    with ``order_by="output"`` the last hidden layer uses its outgoing weights
+    to the first output instead. A pure function of the draw:
     ``canonicalize(g·θ) == canonicalize(θ)`` for every group element g,
     relabelling twice changes nothing, and draws of an ``OrderedMLP`` are
     already canonical.
@@ -58,10 +58,10 @@ def canonicalize(
         See the module docstring.
     net : MLP, optional
         The architecture; read from ``idata.attrs`` when omitted.
-    order_by : {"output", "bias"}, optional
+    order_by : {"bias", "output"}, optional
         The key of the last hidden layer for ``sort`` (and ``pivot``'s start):
-        its outgoing weights to the first output, or its biases. Defaults to
-        the net's own ``order_by`` (``OrderedMLP``), else "output".
+        its biases, or its outgoing weights to the first output. Defaults to
+        the net's own ``order_by`` (``OrderedMLP``), else "bias".
     max_iter : int
         Most reference updates per layer for ``pivot``.
 
@@ -84,7 +84,7 @@ def canonicalize(
     method = check_choice(method, METHODS, "method")
     max_iter = check_positive_int(max_iter, "max_iter")
     net = _resolve_net(idata, net)
-    order_by = check_choice(order_by or getattr(net, "order_by", "output"), ORDER_BY, "order_by")
+    order_by = check_choice(order_by or getattr(net, "order_by", "bias"), ORDER_BY, "order_by")
     post = idata["posterior"]
     names = [n for pair in weight_names(net.n_hidden_layers) for n in pair]
     params = {n: post[n].values for n in names}
@@ -109,7 +109,7 @@ def canonicalize(
 
 
 def sort_labels(
-    params: dict[str, np.ndarray], net: MLP, *, order_by: str = "output"
+    params: dict[str, np.ndarray], net: MLP, *, order_by: str = "bias"
 ) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Canonical draws by the sign rule and bias order; also the labels applied."""
     flip = SIGN_FLIP[net.activation]
@@ -124,7 +124,7 @@ def sort_labels(
 
 
 def pivot_labels(
-    params: dict[str, np.ndarray], net: MLP, *, order_by: str = "output", max_iter: int = 50
+    params: dict[str, np.ndarray], net: MLP, *, order_by: str = "bias", max_iter: int = 50
 ) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Canonical draws by iterated matching to a reference (Hungarian algorithm)."""
     flip = SIGN_FLIP[net.activation]

@@ -73,10 +73,16 @@ def test_each_orbit_meets_the_constrained_region_exactly_once(
 
 def test_variables_dims_and_valid_initial_point():
     ds = data.load("sine", n=20, seed=1)
-    model = OrderedMLP((4, 3)).build(ds.X, ds.y)
+    ordered = pm.distributions.transforms.Ordered
+    model = OrderedMLP((4, 3)).build(ds.X, ds.y)  # default: every layer keyed on its biases
+    assert all(isinstance(model.rvs_to_transforms[model[b]], ordered) for b in ("b1", "b2"))
+    assert model.rvs_to_transforms[model["b2"]].positive
+    assert model.named_vars_to_dims["W_out"] == ("hidden2", "output")
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
+    model = OrderedMLP((4, 3), order_by="output").build(ds.X, ds.y)
     assert model.named_vars_to_dims["W_out"] == ("hidden2", "output")
     assert model.named_vars_to_dims["W_out_lead"] == ("hidden2",)
-    assert isinstance(model.rvs_to_transforms[model["b1"]], pm.distributions.transforms.Ordered)
+    assert isinstance(model.rvs_to_transforms[model["b1"]], ordered)
     assert model.rvs_to_transforms[model["b2"]] is None  # the last layer is keyed on W_out
     assert np.isfinite(model.compile_logp()(model.initial_point()))
 

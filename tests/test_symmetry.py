@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from bnncat import identifiability as ident
 from bnncat.identifiability.symmetry import SIGN_FLIP
-from bnncat.models import MLP, mlp_forward
+from bnncat.models import MLP, OrderedMLP, mlp_forward
 from bnncat.models.activations import ACTIVATIONS
 from bnncat.models.data_spec import DataSpec
 from bnncat.models.mlp import weight_names
@@ -149,14 +149,20 @@ def test_recorded_labels_reproduce_the_relabelled_draws():
         assert (np.sort(perms[0], axis=-1) == np.arange(4)).all()
 
 
-def test_sort_canonical_form_satisfies_the_ordered_mlp_constraints():
+@pytest.mark.parametrize("order_by", ["bias", "output"])
+def test_sort_canonical_form_satisfies_the_ordered_mlp_constraints(order_by):
     rng = np.random.default_rng(0)
     net = MLP((5, 4), activation="tanh")
-    canon = ident.canonicalize(_idata(_params(net, 2, rng, (3, 7)), net=net), net=net)["posterior"]
-    lead = canon["W_out"].values[..., 0]  # last hidden layer: positively ordered W_out[:, 0]
-    assert (lead > 0).all() and (np.diff(lead, axis=-1) > 0).all()
-    b1 = canon["b1"].values  # inner layer: positively ordered biases
-    assert (b1 > 0).all() and (np.diff(b1, axis=-1) > 0).all()
+    canon = ident.canonicalize(
+        _idata(_params(net, 2, rng, (3, 7)), net=net), net=net, order_by=order_by
+    )["posterior"]
+    keys = [canon["b1"].values, canon["b2"].values]
+    if order_by == "output":
+        keys[1] = canon["W_out"].values[..., 0]
+    for key in keys:  # positively ordered
+        assert (key > 0).all() and (np.diff(key, axis=-1) > 0).all()
+    ordered = OrderedMLP((5, 4), order_by=order_by)
+    assert ordered.in_constrained_region({k: canon[k].values for k in canon.data_vars}).all()
 
 
 def test_the_input_is_left_untouched():
