@@ -96,6 +96,10 @@ def canonicalize(
     new_post = post.to_dataset()
     for name in names:
         new_post[name] = post[name].copy(data=canon[name])
+    # OrderedMLP(order_by="output") samples W_out as two free pieces; keep them in step
+    for name, part in (("W_out_lead", np.s_[..., 0]), ("W_out_rest", np.s_[..., 1:])):
+        if name in new_post:
+            new_post[name] = post[name].copy(data=canon["W_out"][part])
     labels = xr.Dataset(coords={k: v for k, v in post.coords.items() if k in ("chain", "draw")})
     for layer, (perm, sign) in enumerate(zip(perms, signs, strict=True), 1):
         dims = ("chain", "draw", f"hidden{layer}")

@@ -7,7 +7,7 @@ import pytest
 
 from bnncat import data
 from bnncat import identifiability as ident
-from bnncat.models import MLP, predict
+from bnncat.models import MLP, OrderedMLP, predict
 
 WEIGHTS = ["W1", "b1", "W_out", "b_out"]
 
@@ -64,3 +64,29 @@ def test_chains_in_different_copies_agree_after_relabelling(copies_fit, method):
     # the chains' predictions agreed all along and still do
     pred = predict(canon, np.linspace(-3, 3, 11)[:, None], net=net)["predictions"]
     assert float(az.rhat(pred.to_dataset()[["mu"]])["mu"].max()) <= 1.01
+
+
+@pytest.mark.parametrize(
+    "net", [MLP((4,)), OrderedMLP((3,), order_by="output")], ids=["MLP", "OrderedMLP-output"]
+)
+def test_relabelled_fits_predict_the_same(net):
+    ds = data.load("sine", n=40, seed=4)
+    idata = net.fit(ds.X, ds.y, draws=50, tune=50, chains=2, random_seed=3, progressbar=False)
+    x = np.linspace(-3, 3, 9)[:, None]
+    before = predict(idata, x)["predictions"]["mu"].values
+    for method in ("sort", "pivot"):
+        canon = ident.canonicalize(idata, method=method)
+        np.testing.assert_allclose(
+            predict(canon, x)["predictions"]["mu"].values, before, atol=1e-10
+        )
+
+
+def test_a_users_own_pm_fit_result_can_be_relabelled():
+    ds = data.load("sine", n=30, seed=1)
+    net = MLP((3,))
+    with net.build(ds.X, ds.y):
+        approx = pm.fit(300, method="advi", random_seed=1, progressbar=False)
+    idata = approx.sample(40, random_seed=1)
+    canon = ident.canonicalize(idata, net=net)
+    assert canon["relabelling"]["perm_hidden1"].shape == (1, 40, 3)
+    assert (canon["posterior"]["b1"].values > 0).all()
