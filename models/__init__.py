@@ -9,6 +9,7 @@ Examples
 
 from bnncat.models.attrs import read_net
 from bnncat.models.fitting import fit
+from bnncat.models.mixture import MixtureRegressor
 from bnncat.models.mlp import MLP, build_mlp, mlp_forward
 from bnncat.models.ordered_mlp import OrderedMLP
 from bnncat.models.persistence import load, save
@@ -16,6 +17,7 @@ from bnncat.models.prediction import predict
 
 __all__ = [
     "MLP",
+    "MixtureRegressor",
     "OrderedMLP",
     "build_mlp",
     "fit",

@@ -188,11 +188,48 @@ class MLP:
         W = pm.Normal(w_name, 0.0, weight_prior_scale(self, w_name, fan_in), dims=dims)
         return W, pm.Normal(b_name, 0.0, self.bias_scale, dims=dims[1])
 
+    #: Dim of the network's last layer: the outputs themselves for a plain MLP.
+    head_dim = "output"
+
+    def extra_coords(self, spec: DataSpec) -> dict[str, Sequence]:
+        """Coords beyond feature, hidden{l} and output (none for a plain MLP)."""
+        return {}
+
+    def add_likelihood(self, net_out: Any, y: np.ndarray | None, spec: DataSpec) -> None:
+        """Turn the network output (obs, head_dim) into ``mu`` and the observed ``y``."""
+        mu = pm.Deterministic(
+            "mu",
+            np.asarray(spec.y_loc) + np.asarray(spec.y_scale) * net_out,
+            dims=("obs", "output"),
+        )
+        self.lik.add(mu, y, spec)
+
     def forward(
         self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
     ) -> np.ndarray:
         """NumPy forward pass; see :func:`mlp_forward`."""
         return mlp_forward(params, X, activation=self.activation, spec=spec)
+
+    def components(
+        self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Return the observation model per draw as a one-component mixture, in y units.
+
+        Returns weights, locations and scales of shape (..., n, output, 1)
+        and, for ``studentt``, the degrees of freedom (..., 1, 1, 1); see
+        :mod:`bnncat.models.density`. Regression likelihoods only.
+        """
+        if self.lik.task != "regression":
+            raise ValueError(
+                f"a predictive density on a y grid needs a regression likelihood, not "
+                f"{self.likelihood!r}"
+            )
+        mean = self.forward(params, X, spec)[..., None]
+        scale = np.broadcast_to(np.asarray(params["sigma"])[..., None, :, None], mean.shape)
+        df = None
+        if self.likelihood == "studentt":
+            df = np.asarray(params["nu"])[..., None, None, None]
+        return np.ones(mean.shape), mean, scale, df
 
     def fit(self, X: object, y: object, **kwargs: Any) -> xr.DataTree:
         """Fit by NUTS or ADVI; see :func:`bnncat.models.fitting.fit` for the options.
@@ -225,22 +262,17 @@ def build_mlp(X: np.ndarray, y: np.ndarray | None, *, net: MLP, spec: DataSpec) 
     coords: dict[str, Sequence] = {"feature": list(spec.feature_names)}
     coords |= {f"hidden{i}": np.arange(h) for i, h in enumerate(net.hidden, 1)}
     coords["output"] = list(spec.output_names)
+    coords |= net.extra_coords(spec)
     with pm.Model(coords=coords) as model:
         X_data = pm.Data("X", X, dims=("obs", "feature"))
         h = (X_data - np.asarray(spec.x_loc)) / np.asarray(spec.x_scale)
         in_dim, fan_in = "feature", spec.n_features
-        for i, width in enumerate([*net.hidden, spec.n_outputs]):
-            is_output = i == net.n_hidden_layers
-            out_dim = "output" if is_output else f"hidden{i + 1}"
-            W, b = net.layer_parameters(i, fan_in, (in_dim, out_dim), spec)
-            h = h @ W + b
-            if not is_output:
-                h = act(h)
-            in_dim, fan_in = out_dim, width
-        mu = pm.Deterministic(
-            "mu", np.asarray(spec.y_loc) + np.asarray(spec.y_scale) * h, dims=("obs", "output")
-        )
-        net.lik.add(mu, y, spec)
+        for i, width in enumerate(net.hidden):
+            W, b = net.layer_parameters(i, fan_in, (in_dim, f"hidden{i + 1}"), spec)
+            h = act(h @ W + b)
+            in_dim, fan_in = f"hidden{i + 1}", width
+        W, b = net.layer_parameters(net.n_hidden_layers, fan_in, (in_dim, net.head_dim), spec)
+        net.add_likelihood(h @ W + b, y, spec)
     return model
 
 
@@ -256,7 +288,12 @@ def weight_prior_scale(net: MLP, name: str, fan_in: int):
 
 
 def mlp_forward(
-    params: Mapping[str, np.ndarray], X: np.ndarray, *, activation: str, spec: DataSpec
+    params: Mapping[str, np.ndarray],
+    X: np.ndarray,
+    *,
+    activation: str,
+    spec: DataSpec,
+    raw: bool = False,
 ) -> np.ndarray:
     """Network output ``mu`` for a batch of parameter draws, in NumPy.
 
@@ -271,6 +308,9 @@ def mlp_forward(
         Activation name.
     spec : DataSpec
         Scaling constants of the fit.
+    raw : bool
+        Return the last layer's output as it is, without mapping it to the
+        units of ``y`` (for heads that are not the mean, e.g. mixtures).
 
     Returns
     -------
@@ -295,4 +335,4 @@ def mlp_forward(
         h = h @ W + b[..., None, :]
         if w_name != "W_out":
             h = act(h)
-    return np.asarray(spec.y_loc) + np.asarray(spec.y_scale) * h
+    return h if raw else np.asarray(spec.y_loc) + np.asarray(spec.y_scale) * h

@@ -59,7 +59,7 @@ def predict(
     """
     if "posterior" not in idata.children:
         raise ValueError("idata has no posterior group: fit the model first")
-    net, spec = _net_and_spec(idata, net)
+    net, spec = net_and_spec(idata, net)
     X = check_X(X_new, "X_new", n_features=spec.n_features)
     if random_seed is not None:
         random_seed = check_positive_int(random_seed, "random_seed", minimum=0)
@@ -74,7 +74,8 @@ def predict(
     )
 
 
-def _net_and_spec(idata: xr.DataTree, net: Any) -> tuple[Any, DataSpec]:
+def net_and_spec(idata: xr.DataTree, net: Any) -> tuple[Any, DataSpec]:
+    """Return the net and data spec of a fit: from its attrs, or from ``net`` and its data."""
     if "bnncat_config" in idata.attrs:
         stored, spec = read_net(idata)
         if net is not None and net != stored:

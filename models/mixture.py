@@ -1,0 +1,222 @@
+"""Mixture-of-Gaussians likelihood regressor: a Bayesian mixture density network.
+
+Two forms, one builder (K components; each output dimension has its own
+mixture; everything in the units of ``y``):
+
+``form="noise"``
+    y = f(x; θ) + ε with ε ~ Σ_k π_k N(loc_k, σ_k): global mixture ``weights``
+    π ~ Dirichlet(1), component locations ``loc`` and scales ``sigma``. The
+    first location is 0 and the others are positively ordered offsets
+    (``Ordered(positive=True)`` on ``loc_offset``), which removes label
+    switching and the shift between ``b_out`` and the locations at once.
+``form="mdn"``
+    The network's last layer gives, for every input and output, K mixture
+    logits, K means and K scales (softplus, floor 1e-3 in standard units):
+    ``W_out`` (hidden{L}, head), ``b_out`` (head) with ``head`` =
+    output × (logit, mean, scale) × component (Bishop 1994). With
+    ``ordered=True`` the mean-head *biases* ``b_out_mean`` (output, component)
+    are ordered. Since each component's mean is ``W_out[:, mean_k] · h(x) +
+    b_out_mean[k]``, this orders the means where the hidden representation
+    contributes equally to all of them (at h(x) = 0 in particular), not at
+    every x: a permutation of components permutes these biases and nothing
+    else fixes them, so it removes label switching for generic parameters.
+    Without it, ``canonicalize`` relabels components by the same key after
+    sampling.
+
+``mu`` is the predictive mean E[y | x] in both forms.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from scipy import special
+
+from bnncat.models.attrs import register_model
+from bnncat.models.data_spec import DataSpec
+from bnncat.models.mlp import MLP, mlp_forward, weight_prior_scale
+from bnncat.models.validation import check_choice, check_positive_int
+
+FORMS = ("noise", "mdn")
+HEAD_KINDS = ("logit", "mean", "scale")
+SCALE_FLOOR = 1e-3  # smallest MDN component sd, in standardised units of y
+
+
+@register_model
+@dataclass(frozen=True)
+class MixtureRegressor(MLP):
+    """An MLP regressor whose likelihood is a mixture of K Gaussians.
+
+    Same options as :class:`MLP` (the likelihood is always Gaussian
+    components), plus:
+
+    n_components : int
+        K >= 1 components per output.
+    form : {"noise", "mdn"}
+        Global mixture noise around f(x), or a mixture density network whose
+        weights, means and scales depend on x. See the module docstring.
+    ordered : bool, optional
+        Order the components by a transform. Always so for ``noise``; for
+        ``mdn`` off by default (relabel afterwards with ``canonicalize``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bnncat.models import MixtureRegressor
+    >>> X = np.linspace(-1, 1, 30)[:, None]
+    >>> net = MixtureRegressor(hidden=(4,), n_components=3, form="mdn")
+    >>> model = net.build(X, np.sin(3 * X[:, 0]))
+    >>> model.named_vars_to_dims["W_out"]
+    ('hidden1', 'head')
+    """
+
+    n_components: int = field(default=2, kw_only=True)
+    form: str = field(default="noise", kw_only=True)
+    ordered: bool | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.likelihood != "normal":
+            raise ValueError(
+                f"likelihood={self.likelihood!r}: MixtureRegressor mixes Gaussian components; "
+                "leave likelihood='normal'"
+            )
+        check_positive_int(self.n_components, "n_components")
+        check_choice(self.form, FORMS, "form")
+        if self.ordered is None:
+            object.__setattr__(self, "ordered", self.form == "noise")
+        if not isinstance(self.ordered, bool):
+            raise TypeError(f"ordered must be True, False or None; got {self.ordered!r}")
+        if self.form == "noise" and not self.ordered:
+            raise ValueError(
+                "form='noise' always orders its component locations (the first is 0); "
+                "ordered=False applies to form='mdn' only"
+            )
+
+    @property
+    def head_dim(self) -> str:
+        """Dim of the last layer: ``output`` (noise form) or ``head`` (MDN)."""
+        return "output" if self.form == "noise" else "head"
+
+    def extra_coords(self, spec: DataSpec) -> dict[str, Sequence]:
+        """Add the ``component`` coords, and the MDN's ``head`` coords."""
+        K = self.n_components
+        coords: dict[str, Sequence] = {"component": np.arange(K)}
+        if self.form == "mdn":
+            coords["head"] = [
+                f"{out}:{kind}{k}"
+                for out in spec.output_names
+                for kind in HEAD_KINDS
+                for k in range(K)
+            ]
+        return coords
+
+    def data_spec(self, X: object, y: object):
+        """Validate like :meth:`MLP.data_spec`; warn when K is large for the data."""
+        X_arr, y_arr, spec = super().data_spec(X, y)
+        if self.n_components > max(1, X_arr.shape[0] // 10):
+            import warnings
+
+            warnings.warn(
+                f"n_components={self.n_components} for {X_arr.shape[0]} rows: fewer than 10 "
+                "rows per component leaves components to the prior",
+                UserWarning,
+                stacklevel=3,
+            )
+        return X_arr, y_arr, spec
+
+    def layer_parameters(
+        self, layer: int, fan_in: int, dims: tuple[str, str], spec: DataSpec
+    ) -> tuple[Any, Any]:
+        """Hidden layers as in MLP; the last layer ends in the noise or MDN head."""
+        if layer < self.n_hidden_layers or self.form == "noise":
+            return super().layer_parameters(layer, fan_in, dims, spec)
+        W = pm.Normal("W_out", 0.0, weight_prior_scale(self, "W_out", fan_in), dims=dims)
+        if not self.ordered:
+            return W, pm.Normal("b_out", 0.0, self.bias_scale, dims="head")
+        D, K = spec.n_outputs, self.n_components
+        kinds = {
+            kind: pm.Normal(
+                f"b_out_{kind}",
+                0.0,
+                self.bias_scale,
+                dims=("output", "component"),
+                **(
+                    {
+                        "transform": pm.distributions.transforms.Ordered(),
+                        "initval": np.tile(np.linspace(-1.0, 1.0, K), (D, 1)),
+                    }
+                    if kind == "mean"
+                    else {}
+                ),
+            )
+            for kind in HEAD_KINDS
+        }
+        b = pt.stack([kinds[k] for k in HEAD_KINDS], axis=1).reshape((-1,))
+        return W, pm.Deterministic("b_out", b, dims="head")
+
+    def add_likelihood(self, net_out: Any, y: np.ndarray | None, spec: DataSpec) -> None:
+        """Mixture weights, component means and scales, ``mu`` and the mixture ``y``."""
+        D, K = spec.n_outputs, self.n_components
+        y_loc, y_scale = np.asarray(spec.y_loc), np.asarray(spec.y_scale)
+        if self.form == "noise":
+            weights = pm.Dirichlet("weights", a=np.ones((D, K)), dims=("output", "component"))
+            if K > 1:
+                offset = pm.Normal(
+                    "loc_offset",
+                    0.0,
+                    1.0,
+                    shape=(D, K - 1),
+                    transform=pm.distributions.transforms.Ordered(positive=True),
+                    initval=np.tile(np.linspace(0.5, 1.5, K - 1), (D, 1)),
+                )
+                std_loc = pt.concatenate([pt.zeros((D, 1)), offset], axis=1)
+            else:
+                std_loc = pt.zeros((D, 1))
+            loc = pm.Deterministic("loc", std_loc * y_scale[:, None], dims=("output", "component"))
+            sigma = pm.HalfNormal(
+                "sigma", sigma=np.repeat(y_scale[:, None], K, axis=1), dims=("output", "component")
+            )
+            f = y_loc + y_scale * net_out  # (obs, output)
+            means = f[:, :, None] + loc[None]
+            w, s = weights[None], sigma[None]
+        else:
+            head = net_out.reshape((net_out.shape[0], D, len(HEAD_KINDS), K))
+            w = pt.special.softmax(head[:, :, 0], axis=-1)
+            means = y_loc[:, None] + y_scale[:, None] * head[:, :, 1]
+            s = y_scale[:, None] * (pt.softplus(head[:, :, 2]) + SCALE_FLOOR)
+        mu = pm.Deterministic("mu", (w * means).sum(axis=-1), dims=("obs", "output"))
+        pm.NormalMixture(
+            "y", w=w, mu=means, sigma=s, observed=y, shape=mu.shape, dims=("obs", "output")
+        )
+
+    # -- NumPy side ----------------------------------------------------------------------
+
+    def components(
+        self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, None]:
+        """Mixture weights, means, sds (..., n, output, component) in y units; no df."""
+        out = mlp_forward(params, X, activation=self.activation, spec=spec, raw=True)
+        y_loc, y_scale = np.asarray(spec.y_loc), np.asarray(spec.y_scale)
+        K = self.n_components
+        if self.form == "noise":
+            f = y_loc + y_scale * out  # (..., n, D)
+            means = f[..., None] + np.asarray(params["loc"])[..., None, :, :]
+            w = np.broadcast_to(np.asarray(params["weights"])[..., None, :, :], means.shape)
+            s = np.broadcast_to(np.asarray(params["sigma"])[..., None, :, :], means.shape)
+            return w, means, s, None
+        head = out.reshape(*out.shape[:-1], spec.n_outputs, len(HEAD_KINDS), K)
+        w = special.softmax(head[..., 0, :], axis=-1)
+        means = y_loc[:, None] + y_scale[:, None] * head[..., 1, :]
+        s = y_scale[:, None] * (np.logaddexp(0.0, head[..., 2, :]) + SCALE_FLOOR)
+        return w, means, s, None
+
+    def forward(
+        self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
+    ) -> np.ndarray:
+        """Compute the predictive mean E[y | x] for a batch of draws, (..., n, output)."""
+        w, means, _, _ = self.components(params, X, spec)
+        return (w * means).sum(axis=-1)
