@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-MODELS = {"mlp": "MLP", "ordered-mlp": "OrderedMLP"}
-INVARIANT = ("b_out", "sigma", "nu")
+MODELS = {"mlp": "MLP", "ordered-mlp": "OrderedMLP", "mixture": "MixtureRegressor"}
+SHOWN = ("b_out", "sigma", "nu", "weights", "loc")
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -62,7 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         choices=list(MODELS),
         default="mlp",
-        help="model family: plain MLP, or OrderedMLP (hidden units ordered by constraints)",
+        help="model family: plain MLP, OrderedMLP (hidden units ordered by constraints) or "
+        "MixtureRegressor (a mixture-of-Gaussians likelihood; see --components, --form)",
+    )
+    fit.add_argument(
+        "--components", type=int, default=2, help="mixture only: Gaussian components per output"
+    )
+    fit.add_argument(
+        "--form",
+        choices=("noise", "mdn"),
+        default="noise",
+        help="mixture only: global mixture noise around f(x), or a mixture density network",
     )
     fit.add_argument(
         "--data",
@@ -176,7 +186,13 @@ def run_fit(args: argparse.Namespace) -> int:
 
     from bnncat import models
 
+    extra = {}
+    if args.model == "mixture":
+        extra = {"n_components": args.components, "form": args.form}
+    elif args.components != 2 or args.form != "noise":
+        raise ValueError("--components and --form apply to --model mixture only")
     net = getattr(models, MODELS[args.model])(
+        **extra,
         hidden=args.hidden,
         activation=args.activation,
         likelihood=likelihood,
@@ -191,6 +207,7 @@ def run_fit(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import arviz as az
 
+    from bnncat.identifiability import canonicalize
     from bnncat.identifiability.plots import plot_predictive, plot_trace
     from bnncat.models import read_net, save
     from bnncat.models.fitting import prediction_convergence
@@ -214,11 +231,14 @@ def run_fit(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)  # only now: a failed fit leaves nothing behind
     written = {"fit": save(idata, args.out / "fit.nc")}
 
-    summary = az.summary(idata, kind="all" if args.method == "nuts" else "stats")
+    # raw weights are defined only up to permutations and sign flips of hidden units (and
+    # label switching of mixture components): summarise one canonical copy of every draw
+    canon = canonicalize(idata)
+    summary = az.summary(canon, kind="all" if args.method == "nuts" else "stats")
     summary.to_csv(args.out / "summary.csv")
     written["summary"] = args.out / "summary.csv"
 
-    plot_trace(idata).savefig(args.out / "trace.png", dpi=90)
+    plot_trace(canon).savefig(args.out / "trace.png", dpi=90)
     written["trace"] = args.out / "trace.png"
     fig = plot_predictive(idata, random_seed=args.seed)
     fig.savefig(args.out / "predictive.png", dpi=110)
@@ -226,19 +246,18 @@ def run_fit(args: argparse.Namespace) -> int:
 
     print(f"\nDone in {elapsed:.1f} s.")
     if args.method == "nuts":
-        # Raw weights are identified only up to permutations and sign flips of hidden
-        # units; the network output at the data is free of those symmetries.
         conv = prediction_convergence(idata, net, read_net(idata)[1])
         print(
             f"Predictions at the {len(y)} training inputs: max R-hat {conv['max_rhat']:.3f}, "
-            f"min bulk ESS {conv['min_ess_bulk']:.0f}; divergences: {conv['divergences']}.\n"
-            "R-hat of raw weights (summary.csv) can be large even when chains agree: "
-            "hidden units can be permuted and sign-flipped freely."
+            f"min bulk ESS {conv['min_ess_bulk']:.0f}; divergences: {conv['divergences']}."
         )
-    # b_out, the noise and the layer scales are the same in every symmetric copy
-    invariant = [i for i in summary.index if i.split("[")[0] in INVARIANT or i.endswith("_sd")]
-    print("\nSymmetry-invariant parameters (all parameters in summary.csv):")
-    print(summary.loc[invariant].to_string())
+    print(
+        "summary.csv and trace.png show the weights relabelled to one canonical copy "
+        "(bnncat.identifiability.canonicalize, sort by bias)."
+    )
+    rows = [i for i in summary.index if i.split("[")[0] in SHOWN or i.endswith("_sd")]
+    print("\nOutput-layer bias and noise (all parameters in summary.csv):")
+    print(summary.loc[rows].to_string())
     print("\nWritten:")
     for what, path in written.items():
         print(f"  {what:10s} {path}")

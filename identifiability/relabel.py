@@ -72,7 +72,9 @@ def canonicalize(
         biases (everything else unchanged), plus a group ``relabelling`` with
         ``perm_hidden{l}`` and ``sign_hidden{l}`` (chain, draw, hidden{l}):
         canonical unit k of layer l is original unit ``perm[k]`` times
-        ``sign[k]``. The input is not modified.
+        ``sign[k]``. For a mixture density network, components are relabelled
+        first (by their mean-head bias) and ``perm_component`` (chain, draw,
+        output, component) records it. The input is not modified.
 
     Examples
     --------
@@ -88,23 +90,26 @@ def canonicalize(
     post = idata["posterior"]
     names = [n for pair in weight_names(net.n_hidden_layers) for n in pair]
     params = {n: post[n].values for n in names}
+    # likelihood components first: their key does not depend on how units are labelled
+    comp_perm = net.component_labels(params)
+    if comp_perm is not None:
+        params = net.apply_component_labels(params, comp_perm)
     if method == "sort":
         canon, perms, signs = sort_labels(params, net, order_by=order_by)
     else:
         canon, perms, signs = pivot_labels(params, net, order_by=order_by, max_iter=max_iter)
 
     new_post = post.to_dataset()
-    for name in names:
-        new_post[name] = post[name].copy(data=canon[name])
-    # OrderedMLP(order_by="output") samples W_out as two free pieces; keep them in step
-    for name, part in (("W_out_lead", np.s_[..., 0]), ("W_out_rest", np.s_[..., 1:])):
+    for name, value in (canon | net.free_pieces(canon)).items():
         if name in new_post:
-            new_post[name] = post[name].copy(data=canon["W_out"][part])
+            new_post[name] = post[name].copy(data=value)
     labels = xr.Dataset(coords={k: v for k, v in post.coords.items() if k in ("chain", "draw")})
     for layer, (perm, sign) in enumerate(zip(perms, signs, strict=True), 1):
         dims = ("chain", "draw", f"hidden{layer}")
         labels[f"perm_hidden{layer}"] = (dims, perm)
         labels[f"sign_hidden{layer}"] = (dims, sign.astype(np.int8))
+    if comp_perm is not None:
+        labels["perm_component"] = (("chain", "draw", "output", "component"), comp_perm)
     labels.attrs["method"] = method
     out = idata.copy()
     out["posterior"] = new_post

@@ -195,6 +195,43 @@ class MixtureRegressor(MLP):
 
     # -- NumPy side ----------------------------------------------------------------------
 
+    def _head(self, b: np.ndarray) -> np.ndarray:
+        """View a (..., head) array as (..., output, kind, component)."""
+        K = self.n_components
+        return b.reshape(*b.shape[:-1], -1, len(HEAD_KINDS), K)
+
+    def component_labels(self, params: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """MDN: order of components by their mean-head bias, per draw and output.
+
+        The key of the ``ordered=True`` constraint, so ordered draws come back
+        unchanged. None for the noise form, whose locations are ordered by
+        construction.
+        """
+        if self.form == "noise":
+            return None
+        return np.argsort(self._head(np.asarray(params["b_out"]))[..., 1, :], axis=-1)
+
+    def apply_component_labels(
+        self, params: Mapping[str, np.ndarray], perm: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Permute the MDN's components: new component k is old ``perm[..., d, k]``."""
+        out = dict(params)
+        K, n_kinds = self.n_components, len(HEAD_KINDS)
+        D = perm.shape[-2]
+        base = (np.arange(D)[:, None] * n_kinds + np.arange(n_kinds)[None, :]) * K  # (D, kinds)
+        index = base[..., None] + perm[..., :, None, :]  # (..., D, kinds, K)
+        index = index.reshape(*index.shape[:-3], D * n_kinds * K)
+        out["b_out"] = np.take_along_axis(np.asarray(params["b_out"]), index, axis=-1)
+        out["W_out"] = np.take_along_axis(np.asarray(params["W_out"]), index[..., None, :], axis=-1)
+        return out
+
+    def free_pieces(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``b_out_logit/mean/scale`` from ``b_out`` for the ordered MDN."""
+        if self.form == "noise" or not self.ordered:
+            return {}
+        head = self._head(np.asarray(params["b_out"]))
+        return {f"b_out_{kind}": head[..., i, :] for i, kind in enumerate(HEAD_KINDS)}
+
     def components(
         self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, None]:

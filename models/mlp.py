@@ -231,6 +231,18 @@ class MLP:
             df = np.asarray(params["nu"])[..., None, None, None]
         return np.ones(mean.shape), mean, scale, df
 
+    def component_labels(self, params: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """Per-draw order of likelihood components to relabel by (None: no components)."""
+        return None
+
+    def free_pieces(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Free variables sampled in pieces of a stored variable, recomputed from it.
+
+        After relabelling changes e.g. ``W_out``, the pieces the sampler worked
+        with (``OrderedMLP``'s ``W_out_lead``) must follow. None for a plain MLP.
+        """
+        return {}
+
     def fit(self, X: object, y: object, **kwargs: Any) -> xr.DataTree:
         """Fit by NUTS or ADVI; see :func:`bnncat.models.fitting.fit` for the options.
 

@@ -143,6 +143,16 @@ class OrderedMLP(MLP):
                 ok &= (key > 0).all(axis=-1)
         return ok
 
+    def free_pieces(self, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``W_out_lead`` (and ``W_out_rest``) from ``W_out``, for ``order_by="output"``."""
+        if self.order_by != "output":
+            return {}
+        W = np.asarray(params["W_out"])
+        pieces = {"W_out_lead": W[..., 0]}
+        if W.shape[-1] > 1:
+            pieces["W_out_rest"] = W[..., 1:]
+        return pieces
+
     @property
     def sign_flips(self) -> bool:
         """Whether the activation has a sign-flip symmetry to remove as well."""

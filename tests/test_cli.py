@@ -59,7 +59,8 @@ def test_fit_writes_netcdf_summary_and_plots(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert str(out / "fit.nc") in printed and "divergences" in printed
     assert "Predictions at the 133 training inputs: max R-hat" in printed
-    table = printed.split("Symmetry-invariant parameters")[1]
+    assert "relabelled to one canonical copy" in printed
+    table = printed.split("Output-layer bias and noise")[1]
     assert "sigma[accel]" in table and "b_out[accel]" in table and "W1[" not in table
     for png in ("trace.png", "predictive.png"):
         assert (out / png).stat().st_size > 10_000
