@@ -329,4 +329,4 @@ def test_label_switching_between_chains_is_removed_by_relabelling():
     raw = float(az.rhat(idata, var_names=["b_out"])["b_out"].max())
     canon = ident.canonicalize(idata, net=net)
     relabelled = float(az.rhat(canon, var_names=["b_out"])["b_out"].max())
-    assert raw > 1.5 and relabelled < 1.05
+    assert raw > 1.5 and relabelled <= 1.01
