@@ -33,6 +33,7 @@ from bnncat.identifiability.symmetry import SIGN_FLIP, apply_to_layer
 from bnncat.models import read_net
 from bnncat.models.mlp import MLP, weight_names
 from bnncat.models.ordered_mlp import ORDER_BY
+from bnncat.models.prediction import net_and_spec
 from bnncat.models.validation import check_choice, check_positive_int
 
 METHODS = ("sort", "pivot")
@@ -73,8 +74,8 @@ def canonicalize(
         ``perm_hidden{l}`` and ``sign_hidden{l}`` (chain, draw, hidden{l}):
         canonical unit k of layer l is original unit ``perm[k]`` times
         ``sign[k]``. For a mixture density network, components are relabelled
-        first (by their mean-head bias) and ``perm_component`` (chain, draw,
-        output, component) records it. The input is not modified.
+        first (by each component's mean averaged over the training inputs) and
+        ``perm_component`` (chain, draw, output, component) records it. The input is not modified.
 
     Examples
     --------
@@ -91,7 +92,11 @@ def canonicalize(
     names = [n for pair in weight_names(net.n_hidden_layers) for n in pair]
     params = {n: post[n].values for n in names}
     # likelihood components first: their key does not depend on how units are labelled
-    comp_perm = net.component_labels(params)
+    comp_perm = None
+    if "constant_data" in idata.children:
+        _, spec = net_and_spec(idata, net)
+        X = idata["constant_data"]["X"].values
+        comp_perm = net.component_labels({k: post[k].values for k in post.data_vars}, X, spec)
     if comp_perm is not None:
         params = net.apply_component_labels(params, comp_perm)
     if method == "sort":
@@ -103,13 +108,17 @@ def canonicalize(
     for name, value in (canon | net.free_pieces(canon)).items():
         if name in new_post:
             new_post[name] = post[name].copy(data=value)
-    labels = xr.Dataset(coords={k: v for k, v in post.coords.items() if k in ("chain", "draw")})
+    labels = xr.Dataset(coords=dict(post.coords.items()))
     for layer, (perm, sign) in enumerate(zip(perms, signs, strict=True), 1):
         dims = ("chain", "draw", f"hidden{layer}")
         labels[f"perm_hidden{layer}"] = (dims, perm)
         labels[f"sign_hidden{layer}"] = (dims, sign.astype(np.int8))
     if comp_perm is not None:
         labels["perm_component"] = (("chain", "draw", "output", "component"), comp_perm)
+        labels = labels.assign_coords(
+            output=list(spec.output_names), component=np.arange(comp_perm.shape[-1])
+        )
+    labels = labels.drop_vars([c for c in labels.coords if c not in labels.dims])
     labels.attrs["method"] = method
     out = idata.copy()
     out["posterior"] = new_post

@@ -263,8 +263,9 @@ def warn_if_unconverged(conv: dict[str, float]) -> None:
         )
     if conv["min_ess_bulk"] < 100 * conv["chains"]:
         problems.append(
-            f"the smallest bulk ESS of the predictions is {conv['min_ess_bulk']:.0f} "
-            f"(< 100 per chain): draw more"
+            f"the smallest bulk ESS of the predictions is {conv['min_ess_bulk']:.0f}, "
+            f"fewer than 100 per chain ({100 * conv['chains']} for {conv['chains']} chains): "
+            "draw more"
         )
     if conv["divergences"]:
         problems.append(

@@ -231,7 +231,9 @@ class MLP:
             df = np.asarray(params["nu"])[..., None, None, None]
         return np.ones(mean.shape), mean, scale, df
 
-    def component_labels(self, params: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    def component_labels(
+        self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
+    ) -> np.ndarray | None:
         """Per-draw order of likelihood components to relabel by (None: no components)."""
         return None
 

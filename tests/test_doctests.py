@@ -14,6 +14,10 @@ MODULES = [
     "bnncat.identifiability",
     "bnncat.identifiability.symmetry",
     "bnncat.identifiability.relabel",
+    "bnncat.identifiability.plots",
+    "bnncat.models.density",
+    "bnncat.models.mixture",
+    "bnncat.models.ordered_mlp",
 ]
 
 
