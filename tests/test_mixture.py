@@ -1,5 +1,6 @@
 """MixtureRegressor: log joint, ordering, relabelling of components, density, bad input."""
 
+import arviz as az
 import numpy as np
 import pymc as pm
 import pytensor
@@ -301,7 +302,7 @@ def test_mixture_beats_the_gaussian_mlp_and_finds_both_modes():
 
 
 @pytest.mark.slow
-def test_label_switching_between_chains_is_removed_by_relabelling():
+def test_label_switching_between_chains_is_removed_by_relabelling(sample_from_starts):
     """Chains started from one fitted point with its components permuted differently."""
     X, y = _bimodal(150, 3)
     net = MixtureRegressor((4,), n_components=2, form="mdn")
@@ -321,20 +322,7 @@ def test_label_switching_between_chains_is_removed_by_relabelling():
         net.apply_component_labels(point, np.array([perm]))
         for perm in ([0, 1], [1, 0], [0, 1], [1, 0])
     ]
-    idata = pm.sample(
-        500,
-        tune=300,
-        chains=4,
-        model=model,
-        initvals=starts,
-        random_seed=2,
-        nuts_sampler="numpyro",
-        nuts={"jitter": False},
-        progressbar=False,
-        compute_convergence_checks=False,
-    )
-    import arviz as az
-
+    idata = sample_from_starts(model, starts, draws=500)
     raw = float(az.rhat(idata, var_names=["b_out"])["b_out"].max())
     canon = ident.canonicalize(idata, net=net)
     relabelled = float(az.rhat(canon, var_names=["b_out"])["b_out"].max())

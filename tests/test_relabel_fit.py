@@ -18,7 +18,7 @@ def _max_rhat(idata, names=WEIGHTS):
 
 
 @pytest.fixture(scope="module")
-def copies_fit():
+def copies_fit(sample_from_starts):
     """4 chains started in 4 random symmetric copies of one fitted point."""
     ds = data.load("sine", n=60, noise=0.1, seed=2)
     net = MLP((3,))
@@ -39,18 +39,7 @@ def copies_fit():
     for _ in range(4):
         perms, signs = ident.random_group_element(net, rng)
         starts.append(ident.apply_group_element(point, perms, signs, net.activation))
-    idata = pm.sample(
-        1000,
-        tune=300,
-        chains=4,
-        model=model,
-        initvals=starts,
-        random_seed=2,
-        nuts_sampler="numpyro",
-        nuts={"jitter": False},
-        progressbar=False,
-        compute_convergence_checks=False,
-    )
+    idata = sample_from_starts(model, starts, draws=1000)
     return net, ds, idata
 
 
