@@ -8,6 +8,7 @@ Examples
 48
 """
 
+from bnncat.identifiability.hopping import copy_ids, mode_hopping
 from bnncat.identifiability.relabel import canonicalize
 from bnncat.identifiability.symmetry import (
     apply_group_element,
@@ -21,9 +22,11 @@ from bnncat.identifiability.symmetry import (
 __all__ = [
     "apply_group_element",
     "canonicalize",
+    "copy_ids",
     "describe_symmetries",
     "has_sign_flip",
     "log10_symmetry_size",
+    "mode_hopping",
     "random_group_element",
     "symmetry_size",
 ]

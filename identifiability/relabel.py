@@ -86,7 +86,7 @@ def canonicalize(
     """
     method = check_choice(method, METHODS, "method")
     max_iter = check_positive_int(max_iter, "max_iter")
-    net = _resolve_net(idata, net)
+    net = resolve_net(idata, net)
     order_by = check_choice(order_by or getattr(net, "order_by", "bias"), ORDER_BY, "order_by")
     post = idata["posterior"]
     names = [n for pair in weight_names(net.n_hidden_layers) for n in pair]
@@ -120,6 +120,7 @@ def canonicalize(
         )
     labels = labels.drop_vars([c for c in labels.coords if c not in labels.dims])
     labels.attrs["method"] = method
+    labels.attrs["order_by"] = order_by
     out = idata.copy()
     out["posterior"] = new_post
     out["relabelling"] = labels
@@ -223,7 +224,8 @@ def _match(
     return perm, sign
 
 
-def _resolve_net(idata: Any, net: MLP | None) -> MLP:
+def resolve_net(idata: Any, net: MLP | None) -> MLP:
+    """Return the MLP-family net of a fit: from its attrs, or ``net`` checked against it."""
     if not isinstance(idata, xr.DataTree):
         raise TypeError(f"idata must be an xarray.DataTree; got {type(idata).__name__}")
     if "posterior" not in idata.children:

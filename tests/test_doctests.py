@@ -15,6 +15,7 @@ MODULES = [
     "bnncat.identifiability.symmetry",
     "bnncat.identifiability.relabel",
     "bnncat.identifiability.plots",
+    "bnncat.identifiability.hopping",
     "bnncat.models.density",
     "bnncat.models.mixture",
     "bnncat.models.ordered_mlp",

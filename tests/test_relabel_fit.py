@@ -7,6 +7,7 @@ import pytest
 
 from bnncat import data
 from bnncat import identifiability as ident
+from bnncat.identifiability.hopping import _ambiguous_draws
 from bnncat.models import MLP, OrderedMLP, predict
 
 WEIGHTS = ["W1", "b1", "W_out", "b_out"]
@@ -50,6 +51,15 @@ def test_chains_in_different_copies_agree_after_relabelling(copies_fit, method):
     assert _max_rhat(idata) > 1.5  # raw weights: chains disagree
     canon = ident.canonicalize(idata, net=net, method=method)
     assert _max_rhat(canon) <= 1.01  # relabelled: one copy
+    per_chain, summary = ident.mode_hopping(canon, net=net)
+    assert summary["distinct_modal_copies"] == 4  # each chain stayed in its own copy
+    if method == "pivot":  # matching sees that no chain ever left its copy
+        assert (per_chain["switch_rate"] == 0).all()
+    else:  # sort's label flips are near-ties on its key, which the margin reports
+        ids = ident.copy_ids(canon)
+        ambiguous = _ambiguous_draws(canon, net, 0.05)
+        flips = ids[:, 1:] != ids[:, :-1]
+        assert (ambiguous[:, 1:] | ambiguous[:, :-1])[flips].mean() > 0.9
     # the chains' predictions agreed all along and still do
     pred = predict(canon, np.linspace(-3, 3, 11)[:, None], net=net)["predictions"]
     assert float(az.rhat(pred.to_dataset()[["mu"]])["mu"].max()) <= 1.01

@@ -1,0 +1,115 @@
+"""Mode-hopping census: which symmetric copy each draw was in, from relabelling's labels.
+
+``canonicalize`` records, per draw, the permutation and signs that map it to the
+canonical copy (and, for mixture density networks, the component permutation).
+Two draws with the same labels were in the same symmetric copy of the
+posterior. From that sequence per chain: how many copies a chain visited, how
+often it switched, how long it stayed, and whether chains settled in the same
+copy. Near-ties on the relabelling key make labels flip without any real move
+between copies, so the census also reports an *ambiguity margin*.
+"""
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bnncat.identifiability.relabel import resolve_net
+from bnncat.identifiability.symmetry import has_sign_flip
+from bnncat.models.mlp import MLP, weight_names
+from bnncat.models.validation import check_positive_float
+
+
+def copy_ids(canon: xr.DataTree) -> np.ndarray:
+    """Give each draw an integer id, (chain, draw): equal ids mean the same symmetric copy."""
+    if "relabelling" not in canon.children:
+        raise ValueError("canon has no relabelling group: pass the result of canonicalize()")
+    labels = canon["relabelling"]
+    parts = [
+        labels[name].values.reshape(*labels[name].shape[:2], -1)
+        for name in sorted(labels.data_vars)
+    ]
+    stacked = np.concatenate(parts, axis=-1)  # (chain, draw, all labels)
+    _, ids = np.unique(stacked.reshape(-1, stacked.shape[-1]), axis=0, return_inverse=True)
+    return ids.reshape(stacked.shape[:2])
+
+
+def mode_hopping(
+    canon: xr.DataTree, *, net: MLP | None = None, tol: float = 0.05
+) -> tuple[pd.DataFrame, dict]:
+    """Per-chain census of symmetric copies visited, and the across-chain summary.
+
+    Parameters
+    ----------
+    canon : xarray.DataTree
+        The result of :func:`bnncat.identifiability.canonicalize` with
+        either method.
+    net : MLP, optional
+        The architecture, if ``canon`` carries no bnncat configuration.
+    tol : float
+        Two units are *nearly tied* when their relabelling keys (biases, or
+        outgoing weights with ``order_by="output"``) differ by less than
+        ``tol`` times the median absolute key; a sign is *ambiguous* when a
+        key is that close to 0.
+
+    Returns
+    -------
+    per_chain : pandas.DataFrame
+        One row per chain: ``copies_visited``, ``switch_rate`` (share of
+        consecutive draws whose labels differ), ``mean_dwell`` (draws per stay),
+        ``modal_share`` (share of draws in the chain's most visited copy) and
+        ``ambiguous_share`` (share of draws with a near-tie or near-zero key).
+    summary : dict
+        ``distinct_modal_copies`` across chains, ``chains``, and the overall
+        ``switch_rate`` and ``ambiguous_share``.
+
+    Examples
+    --------
+    >>> from bnncat import identifiability as ident
+    >>> per_chain, summary = ident.mode_hopping(ident.canonicalize(idata))  # doctest: +SKIP
+    """
+    tol = check_positive_float(tol, "tol")
+    ids = copy_ids(canon)
+    net = resolve_net(canon, net)
+    rows = []
+    for chain_ids in ids:
+        switches = int((chain_ids[1:] != chain_ids[:-1]).sum())
+        _, counts = np.unique(chain_ids, return_counts=True)
+        rows.append(
+            {
+                "copies_visited": len(counts),
+                "switch_rate": switches / max(len(chain_ids) - 1, 1),
+                "mean_dwell": len(chain_ids) / (switches + 1),
+                "modal_share": counts.max() / len(chain_ids),
+            }
+        )
+    per_chain = pd.DataFrame(rows).rename_axis("chain")
+    ambiguous = _ambiguous_draws(canon, net, tol)
+    per_chain["ambiguous_share"] = ambiguous.mean(axis=1)
+    modal = [np.bincount(chain_ids).argmax() for chain_ids in ids]
+    summary = {
+        "chains": ids.shape[0],
+        "distinct_modal_copies": len(set(modal)),
+        "switch_rate": float((ids[:, 1:] != ids[:, :-1]).mean()) if ids.shape[1] > 1 else 0.0,
+        "ambiguous_share": float(ambiguous.mean()),
+    }
+    return per_chain, summary
+
+
+def _ambiguous_draws(canon: xr.DataTree, net: MLP, tol: float) -> np.ndarray:
+    """(chain, draw) booleans: some unit's sort key nearly tied with another, or nearly 0."""
+    post = canon["posterior"]
+    order_by = canon["relabelling"].attrs.get("order_by", "bias")
+    flips = has_sign_flip(net.activation)
+    names = weight_names(net.n_hidden_layers)
+    out = np.zeros(post["b1"].shape[:2], dtype=bool)
+    for layer in range(net.n_hidden_layers):
+        if layer == net.n_hidden_layers - 1 and order_by == "output":
+            key = post["W_out"].values[..., :, 0]
+        else:
+            key = post[names[layer][1]].values
+        scale = float(np.median(np.abs(key))) or 1.0
+        near = (np.diff(np.sort(key, axis=-1), axis=-1) < tol * scale).any(axis=-1)
+        if flips:  # the sign of a unit whose key is ~0 is a coin toss
+            near |= (np.abs(key) < tol * scale).any(axis=-1)
+        out |= near
+    return out
