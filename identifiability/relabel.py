@@ -30,7 +30,7 @@ import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
 from bnncat.identifiability.symmetry import SIGN_FLIP, apply_to_layer
-from bnncat.models import read_net
+from bnncat.models.attrs import stored_or_given_net
 from bnncat.models.mlp import MLP, weight_names
 from bnncat.models.ordered_mlp import ORDER_BY
 from bnncat.models.prediction import net_and_spec
@@ -92,11 +92,11 @@ def canonicalize(
     names = [n for pair in weight_names(net.n_hidden_layers) for n in pair]
     params = {n: post[n].values for n in names}
     # likelihood components first: their key does not depend on how units are labelled
-    comp_perm = None
+    X, spec = None, None  # a hand-built posterior may lack the training data
     if "constant_data" in idata.children:
         _, spec = net_and_spec(idata, net)
         X = idata["constant_data"]["X"].values
-        comp_perm = net.component_labels({k: post[k].values for k in post.data_vars}, X, spec)
+    comp_perm = net.component_labels({k: post[k].values for k in post.data_vars}, X, spec)
     if comp_perm is not None:
         params = net.apply_component_labels(params, comp_perm)
     if method == "sort":
@@ -230,16 +230,7 @@ def resolve_net(idata: Any, net: MLP | None) -> MLP:
         raise TypeError(f"idata must be an xarray.DataTree; got {type(idata).__name__}")
     if "posterior" not in idata.children:
         raise ValueError("idata has no posterior group: nothing to relabel")
-    if "bnncat_config" in idata.attrs:
-        stored, _ = read_net(idata)
-        if net is not None and net != stored:
-            raise ValueError(f"net={net!r} does not match the model stored in idata: {stored!r}")
-        net = stored
-    elif net is None:
-        raise ValueError(
-            "idata carries no bnncat configuration (not from a catalogue fit): pass the net you "
-            "built the model with, e.g. canonicalize(idata, net=net)"
-        )
+    net = stored_or_given_net(idata, net, example="canonicalize(idata, net=net)")
     if not isinstance(net, MLP):
         raise TypeError(f"canonicalize relabels MLP-family nets; got {type(net).__name__}")
     post = idata["posterior"]
@@ -249,11 +240,7 @@ def resolve_net(idata: Any, net: MLP | None) -> MLP:
                 f"the posterior has no {name!r}: it is not from {net!r} "
                 f"(variables: {sorted(post.data_vars)})"
             )
-    widths = [post["W1"].shape[-1]] + [
-        post[f"W{i}"].shape[-1] for i in range(2, len(net.hidden) + 1)
-    ]
-    if tuple(widths) != net.hidden:
-        raise ValueError(
-            f"the posterior's hidden widths {tuple(widths)} are not net.hidden={net.hidden}"
-        )
+    widths = tuple(post[f"W{i}"].shape[-1] for i in range(1, net.n_hidden_layers + 1))
+    if widths != net.hidden:
+        raise ValueError(f"the posterior's hidden widths {widths} are not net.hidden={net.hidden}")
     return net

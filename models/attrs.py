@@ -90,3 +90,22 @@ def read_net(idata: xr.DataTree) -> tuple[Any, DataSpec]:
     except (TypeError, ValueError) as err:
         raise ValueError(f"idata attrs hold an invalid {name} configuration: {err}") from err
     return net, spec
+
+
+def stored_or_given_net(idata: xr.DataTree, net: Any, *, example: str) -> Any:
+    """Return the net a fit's attrs describe (``net``, if given, must equal it), else ``net``.
+
+    ``example`` shows the call that passes ``net``, for the error message when
+    the fit carries no configuration and none was given.
+    """
+    if "bnncat_config" in idata.attrs:
+        stored, _ = read_net(idata)
+        if net is not None and net != stored:
+            raise ValueError(f"net={net!r} does not match the model stored in idata: {stored!r}")
+        return stored
+    if net is None:
+        raise ValueError(
+            "idata carries no bnncat configuration (not from a catalogue fit): pass the net you "
+            f"built the model with, e.g. {example}"
+        )
+    return net

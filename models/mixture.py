@@ -26,6 +26,7 @@ mixture; everything in the units of ``y``):
 ``mu`` is the predictive mean E[y | x] in both forms.
 """
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,8 +119,6 @@ class MixtureRegressor(MLP):
         """Validate like :meth:`MLP.data_spec`; warn when K is large for the data."""
         X_arr, y_arr, spec = super().data_spec(X, y)
         if self.n_components > max(1, X_arr.shape[0] // 10):
-            import warnings
-
             warnings.warn(
                 f"n_components={self.n_components} for {X_arr.shape[0]} rows: fewer than 10 "
                 "rows per component leaves components to the prior",
@@ -201,7 +200,7 @@ class MixtureRegressor(MLP):
         return b.reshape(*b.shape[:-1], -1, len(HEAD_KINDS), K)
 
     def component_labels(
-        self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
+        self, params: Mapping[str, np.ndarray], X: np.ndarray | None, spec: DataSpec | None
     ) -> np.ndarray | None:
         """MDN: order of the components, per draw and output, by their mean at the data.
 
@@ -214,6 +213,11 @@ class MixtureRegressor(MLP):
         """
         if self.form == "noise" or self.ordered:
             return None
+        if X is None:
+            raise ValueError(
+                "relabelling the components of an unordered MDN needs the training inputs: "
+                "idata has no constant_data group with X"
+            )
         _, means, _, _ = self.components(params, X, spec)  # (..., n, output, component)
         return np.argsort(means.mean(axis=-3), axis=-1)
 

@@ -232,7 +232,7 @@ class MLP:
         return np.ones(mean.shape), mean, scale, df
 
     def component_labels(
-        self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
+        self, params: Mapping[str, np.ndarray], X: np.ndarray | None, spec: DataSpec | None
     ) -> np.ndarray | None:
         """Per-draw order of likelihood components to relabel by (None: no components)."""
         return None

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import arviz as az
+import numpy as np
 import xarray as xr
 
 from bnncat.models.attrs import read_net
@@ -91,8 +92,6 @@ def check_posterior_matches(idata: xr.DataTree, net: Any, spec: DataSpec) -> Non
     """Raise ``ValueError`` unless the posterior has the variables and shapes of ``net``."""
     if "posterior" not in idata.children:
         raise ValueError("the file has no posterior group")
-    import numpy as np
-
     model = net.build_validated(np.zeros((1, spec.n_features)), None, spec)
     shapes = model.eval_rv_shapes()
     posterior = idata["posterior"]

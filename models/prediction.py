@@ -6,7 +6,7 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from bnncat.models.attrs import read_net
+from bnncat.models.attrs import read_net, stored_or_given_net
 from bnncat.models.data_spec import DataSpec
 from bnncat.models.validation import check_positive_int, check_X
 
@@ -76,16 +76,9 @@ def predict(
 
 def net_and_spec(idata: xr.DataTree, net: Any) -> tuple[Any, DataSpec]:
     """Return the net and data spec of a fit: from its attrs, or from ``net`` and its data."""
+    net = stored_or_given_net(idata, net, example="predict(idata, X_new, net=net)")
     if "bnncat_config" in idata.attrs:
-        stored, spec = read_net(idata)
-        if net is not None and net != stored:
-            raise ValueError(f"net={net!r} does not match the model stored in idata: {stored!r}")
-        return stored, spec
-    if net is None:
-        raise ValueError(
-            "idata carries no bnncat configuration (not from net.fit): pass the net you built "
-            "the model with, e.g. predict(idata, X_new, net=net)"
-        )
+        return net, read_net(idata)[1]
     return net, spec_from_groups(idata, net)
 
 

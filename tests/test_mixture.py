@@ -335,3 +335,10 @@ def test_label_switching_between_chains_is_removed_by_relabelling(sample_from_st
     )
     order = np.argsort(means[:, :, 0, 0, :], axis=-1)[..., 0]  # (chain, draw)
     assert (order == order[0, 0]).mean() >= 0.99
+
+
+def test_mdn_components_need_the_training_inputs(mdn_fit):
+    net, ds, idata = mdn_fit
+    bare = xr.DataTree.from_dict({"posterior": idata["posterior"].to_dataset()})
+    with pytest.raises(ValueError, match="needs the training inputs"):
+        ident.canonicalize(bare, net=net)
