@@ -3,8 +3,6 @@
 import importlib.util
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ from pymc.distributions.transforms import Ordered
 from scipy import stats
 
 from bnncat.models.attrs import write_attrs
+from bnncat.models.jax_runtime import compilation_cache, jax_session
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -34,11 +33,8 @@ _SAMPLER_PACKAGES = {"numpyro": "numpyro", "nutpie": "nutpie", "blackjax": "blac
 _JAX_SAMPLERS = ("numpyro", "blackjax")
 PRECISIONS = ("auto", "float32", "float64")
 ADVI_ENGINES = ("jax", "pymc")
-#: Rows x free parameters from which NUTS with ``precision="auto"`` computes in float32
-#: and the MAP start of ADVI runs on JAX. Above it the log density is array arithmetic
-#: that float32 runs 1.6-2x faster (2x32 tanh on N=2000: 0.36 against 0.59 ms per
-#: gradient); below it NUTS gained nothing measurable from float32 and float64 keeps
-#: small fits as they were (README, "Performance").
+#: Rows x free parameters from which the MAP start of ADVI runs on JAX (its
+#: compilation pays off only when a gradient is much arithmetic).
 LARGE_MODEL_WORK = 100_000
 #: Optimisation steps per compiled chunk of the JAX ADVI loop (progress, NaN checks).
 ADVI_CHUNK = 1000
@@ -139,12 +135,12 @@ def fit(
     precision : {"auto", "float32", "float64"}
         Floating point precision of the JAX computations (NUTS on numpyro or
         blackjax, ``advi_engine="jax"``); PyMC's own NUTS, nutpie and
-        ``advi_engine="pymc"`` always use float64. ``"auto"``: for NUTS,
-        float32 when rows x free parameters >= ``LARGE_MODEL_WORK`` (1e5), where
-        it halves the cost of a gradient, float64 below (it gains little there);
-        for ADVI float32 (5x faster per iteration on small nets), float64 with
-        ``batch_size``. The posterior is stored in float64 either way; the draws
-        differ, their distribution does not.
+        ``advi_engine="pymc"`` always use float64. ``"auto"``: float32 on
+        JAX (NumPyro's own default; 1.7x the gradients per second of float64
+        for NUTS on a 1x16 net and ``mcycle``, 2x on 2x32 and N=2000, ADVI 5x
+        faster per iteration on small nets), float64 with ``batch_size``
+        (minibatch rows are 64-bit indices). The posterior is stored in float64
+        either way; the draws differ, their distribution does not.
     advi_engine : {"jax", "pymc"}
         ``"jax"``: PyMC's ADVI objective and Adam updates, compiled with the
         whole optimisation loop into one JAX program (4-5x faster per
@@ -215,16 +211,16 @@ def fit(
         )
     large = X_arr.shape[0] * _n_free_parameters(model) >= LARGE_MODEL_WORK
     if precision == "auto":
-        # NUTS: float32 where a gradient is much arithmetic; ADVI's compiled loop: always
-        # (5x faster per iteration on small nets), but minibatch rows are 64-bit indices
-        fast = large if method == "nuts" else batch_size is None
-        precision = "float32" if on_jax and fast else "float64"
+        # float32 wherever JAX computes (NUTS: 1.7x the gradients per second of float64
+        # on 1x16 / mcycle; ADVI: 5x faster per iteration), but minibatch rows are
+        # 64-bit indices (README, "Performance")
+        precision = "float32" if on_jax and batch_size is None else "float64"
 
     if method == "nuts":
         nuts: dict[str, Any] = {"target_accept": target_accept}
         if nuts_sampler == "numpyro":
             nuts["chain_method"] = numpyro_chain_method(chains)
-        with _jax_precision(precision), _compiled_start_checks():
+        with jax_session(precision, sampler=True):
             idata = pm.sample(
                 draws,
                 tune=tune,
@@ -243,7 +239,10 @@ def fit(
             for group in ("posterior", "sample_stats"):
                 idata[group] = _as_float64(idata[group].to_dataset())
     else:
-        start = _advi_start(model, method, random_seed, large) if advi_init == "map" else {}
+        start = {}
+        if advi_init == "map":
+            with compilation_cache():  # the JAX search of a large problem
+                start = _advi_start(model, method, random_seed, large)
         # a minibatch copy of the model to optimise on; the draws are of the full model
         train = model
         if batch_size is not None:
@@ -399,62 +398,6 @@ def _n_free_parameters(model: pm.Model) -> int:
     return int(sum(np.prod(shape, dtype=int) for shape in model.eval_rv_shapes().values()))
 
 
-@contextmanager
-def _jax_precision(precision: str) -> Iterator[None]:
-    """Run JAX in float32 (``jax_enable_x64`` off) or leave it as it is (float64)."""
-    if precision != "float32":
-        yield
-        return
-    import jax
-    import pymc.sampling.jax  # noqa: F401  (PyTensor's JAX backend turns x64 on at import)
-
-    # the global flag, not the thread-local jax.enable_x64 context: numpyro's progress
-    # bar calls back into Python from XLA's threads, which must see float32 too
-    before = bool(jax.config.read("jax_enable_x64"))
-    jax.config.update("jax_enable_x64", False)
-    try:
-        with warnings.catch_warnings():
-            # PyTensor's JAX graphs ask for float64 constants; under float32 JAX gives float32
-            warnings.filterwarnings("ignore", "Explicitly requested dtype", UserWarning)
-            warnings.filterwarnings("ignore", "scatter inputs have incompatible", FutureWarning)
-            yield
-    finally:
-        jax.config.update("jax_enable_x64", before)
-
-
-@contextmanager
-def _compiled_start_checks() -> Iterator[None]:
-    """Let ``pm.sample`` check its jittered start points with a compiled log density.
-
-    PyMC's numpyro bridge evaluates the log density at each chain's jittered
-    start op by op, and JAX compiles every primitive on its own: 0.7 s of an 8 s
-    fit of a 1x16 net on ``mcycle``. The function handed out here runs compiled
-    on concrete arrays and unchanged while numpyro traces it into the sampler,
-    so the start points, the sampler's program and the draws stay as they were.
-    """
-    import jax
-    import pymc.sampling.jax as pymc_jax
-
-    original = pymc_jax.get_jaxified_logp
-
-    def get_jaxified_logp(model: pm.Model, negative_logp: bool = True) -> Any:
-        logp = original(model, negative_logp=negative_logp)
-        compiled = jax.jit(logp)
-
-        def logp_fn(x: Any) -> Any:
-            if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x)):
-                return logp(x)
-            return compiled(x)
-
-        return logp_fn
-
-    pymc_jax.get_jaxified_logp = get_jaxified_logp
-    try:
-        yield
-    finally:
-        pymc_jax.get_jaxified_logp = original
-
-
 def _as_float64(ds: xr.Dataset) -> xr.Dataset:
     """Cast the float32 variables of a group to float64 (exactly)."""
     return ds.map(lambda da: da.astype(np.float64) if da.dtype == np.float32 else da)
@@ -520,7 +463,7 @@ def _fit_advi_jax(
     params = {id(p) for p in inference.approx.params}
 
     hist: list[np.ndarray] = []
-    with _jax_precision(precision):
+    with jax_session(precision):
         # inside: the graph's constants (the data) become arrays of this precision
         step = jax_funcify(graph)
         dtype = jnp.float32 if precision == "float32" else jnp.float64

@@ -63,3 +63,19 @@ def copies_fit():
         starts.append(ident.apply_group_element(point, perms, signs, net.activation))
     idata = _sample_from_starts(model, starts, draws=1000)
     return net, ds, idata
+
+
+@pytest.fixture(scope="session", autouse=True)
+def jax_cache_of_the_session(tmp_path_factory):
+    """Compiled programs go to a folder of this test session, not the user's cache."""
+    import os
+
+    from bnncat.models.jax_runtime import CACHE_ENV
+
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("jax-cache"))
+    yield
+    if before is None:
+        os.environ.pop(CACHE_ENV)
+    else:
+        os.environ[CACHE_ENV] = before

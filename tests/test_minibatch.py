@@ -153,9 +153,7 @@ def test_float32_nuts_is_stored_in_float64():
     np.testing.assert_allclose(mu, net.forward(params, GRID, spec), atol=1e-10)
 
 
-def test_auto_precision(monkeypatch):
-    from bnncat.models import fitting
-
+def test_auto_precision():
     def precision(idata):
         return json.loads(idata.attrs["bnncat_fit"])["precision"]
 
@@ -172,13 +170,13 @@ def test_auto_precision(monkeypatch):
     assert precision(pymc_engine) == "float64"
     loss = pymc_engine["fit_history"]["loss"].values
     assert not np.array_equal(loss, loss.astype(np.float32))
-    # NUTS: float64 for small problems, float32 from LARGE_MODEL_WORK rows x parameters
+    # NUTS: float32 on numpyro, float64 on PyMC's own sampler
     nuts = {"draws": 10, "tune": 10, "chains": 1, "progressbar": False, "random_seed": 1}
     with pytest.warns(UserWarning):
-        assert precision(MLP((2,)).fit(ds.X, ds.y, **nuts)) == "float64"
-    monkeypatch.setattr(fitting, "LARGE_MODEL_WORK", 10)
-    with pytest.warns(UserWarning):
-        large = MLP((2,)).fit(ds.X, ds.y, **nuts)
-    assert precision(large) == "float32"
-    w = large["posterior"]["W1"].values
+        on_jax = MLP((2,)).fit(ds.X, ds.y, **nuts)
+    assert precision(on_jax) == "float32"
+    w = on_jax["posterior"]["W1"].values
+    assert w.dtype == np.float64
     np.testing.assert_array_equal(w, w.astype(np.float32))
+    with pytest.warns(UserWarning):
+        assert precision(MLP((2,)).fit(ds.X, ds.y, nuts_sampler="pymc", **nuts)) == "float64"

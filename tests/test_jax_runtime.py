@@ -1,0 +1,73 @@
+"""The settings fit runs its JAX computations under: the persistent compilation cache."""
+
+import jax
+import numpy as np
+import pytest
+
+from bnncat import data
+from bnncat.models import MLP
+from bnncat.models.jax_runtime import CACHE_ENV, cache_dir
+
+NUTS = {"draws": 30, "tune": 30, "chains": 1, "random_seed": 3, "progressbar": False}
+
+
+def _fit():
+    ds = data.load("sine", n=30, seed=4)
+    with pytest.warns(UserWarning):  # too few draws for the convergence check
+        return MLP((2,)).fit(ds.X, ds.y, **NUTS)
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.rglob("*") if p.is_file() and p.name != ".lockfile")
+
+
+def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / "bnncat" / "jax"
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "elsewhere"))
+    assert cache_dir() == tmp_path / "elsewhere"
+    for off in ("off", "OFF", "0", "none"):
+        monkeypatch.setenv(CACHE_ENV, off)
+        assert cache_dir() is None
+
+
+def test_a_second_fit_loads_every_program_and_draws_the_same(monkeypatch, tmp_path):
+    settings = (
+        "jax_compilation_cache_dir",
+        "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes",
+        "jax_compilation_cache_max_size",
+    )
+    before = {name: getattr(jax.config, name) for name in settings}
+    monkeypatch.setenv(CACHE_ENV, "off")
+    uncached = _fit()
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(CACHE_ENV, str(folder))
+    first = _fit()
+    written = _files(folder)
+    assert written, "the first fit wrote no compiled program"
+    second = _fit()
+    assert _files(folder) == written  # nothing compiled anew: every program was loaded
+    for idata in (first, second):
+        for name in ("W1", "b1", "W_out", "sigma"):
+            np.testing.assert_array_equal(
+                idata["posterior"][name].values, uncached["posterior"][name].values
+            )
+    # JAX's own settings are as they were: the user's JAX code is not cached by us
+    assert {name: getattr(jax.config, name) for name in settings} == before
+
+
+def test_a_cache_folder_the_user_gave_jax_is_kept(monkeypatch, tmp_path):
+    from jax.experimental.compilation_cache import compilation_cache as jax_cache
+
+    ours, users = tmp_path / "ours", tmp_path / "users"
+    monkeypatch.setenv(CACHE_ENV, str(ours))
+    jax.config.update("jax_compilation_cache_dir", str(users))
+    try:
+        _fit()
+        assert jax.config.jax_compilation_cache_dir == str(users)
+    finally:
+        jax.config.update("jax_compilation_cache_dir", None)
+        jax_cache.reset_cache()
+    assert _files(users) and not ours.exists()
