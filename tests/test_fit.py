@@ -312,6 +312,29 @@ def test_prediction_convergence_ignores_symmetric_copies(nuts_fit):
     assert raw > 1.5  # raw weights say "not converged" although the function agrees
 
 
+def test_prediction_convergence_checks_evenly_spaced_rows(nuts_fit, monkeypatch):
+    """At most CHECK_ROWS training inputs, spread over the data, first and last included."""
+    from bnncat.models import fitting
+
+    net, ds, idata = nuts_fit
+    spec = read_net(idata)[1]
+    post = idata["posterior"]
+    params = {k: post[k].values for k in post.data_vars}
+    monkeypatch.setattr(fitting, "CHECK_ROWS", 5)
+    rows = [0, 10, 20, 29, 39]  # 40 rows: np.linspace(0, 39, 5) rounded
+    mu = net.forward(params, np.asarray(ds.X)[rows], spec)
+    mu = xr.Dataset({"mu": (("chain", "draw", "obs", "output"), mu)})
+    conv = prediction_convergence(idata, net, spec)
+    assert conv["max_rhat"] == pytest.approx(float(az.rhat(mu)["mu"].max()), rel=1e-12)
+    assert conv["min_ess_bulk"] == pytest.approx(float(az.ess(mu)["mu"].min()), rel=1e-12)
+    monkeypatch.setattr(fitting, "CHECK_ROWS", 200)  # more than the data: every row
+    mu_all = xr.Dataset(
+        {"mu": (("chain", "draw", "obs", "output"), net.forward(params, np.asarray(ds.X), spec))}
+    )
+    conv = prediction_convergence(idata, net, spec)
+    assert conv["max_rhat"] == pytest.approx(float(az.rhat(mu_all)["mu"].max()), rel=1e-12)
+
+
 def test_fit_warns_in_plain_words_when_chains_disagree(nuts_fit):
     net, ds, idata = nuts_fit
 
