@@ -453,7 +453,7 @@ def plot_scaling(grad, advi, out: Path) -> list[Path]:
 
 
 def plot_nuts(table, out: Path) -> list[Path]:
-    """Stacked bars of the wall time split, and ESS per second, per case and contender."""
+    """Bars of the wall time split (shares, total in seconds), and ESS per second."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -465,14 +465,18 @@ def plot_nuts(table, out: Path) -> list[Path]:
     labels = [f"({c}) {k}" for c, k in table.index]
     y = np.arange(len(labels))
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.35 * len(labels) + 1.5), sharey=True)
+    parts = ("setup_s", "warmup_s", "sampling_s")
+    total = table[list(parts)].fillna(0).sum(axis=1).to_numpy()
     left = np.zeros(len(labels))
-    for col, color in (("setup_s", "C7"), ("warmup_s", "C1"), ("sampling_s", "C0")):
-        vals = table[col].fillna(0).to_numpy()
-        axes[0].barh(y, vals, left=left, color=color, label=col.removesuffix("_s"))
-        left += vals
-    axes[0].set_xscale("log") if left.max() / max(left.min(), 1e-9) > 30 else None
-    axes[0].set_xlabel("wall time (s), medians")
-    axes[0].legend(fontsize=7)
+    for col, color in zip(parts, ("C7", "C1", "C0"), strict=True):
+        share = 100 * table[col].fillna(0).to_numpy() / total
+        axes[0].barh(y, share, left=left, color=color, label=col.removesuffix("_s"))
+        left += share
+    for yi, seconds in zip(y, table["total_s"], strict=True):
+        axes[0].text(101, yi, f"{seconds:.3g} s", va="center", fontsize=7)
+    axes[0].set_xlim(0, 118)
+    axes[0].set_xlabel("share of the wall time (%), medians; total on the right")
+    axes[0].legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
     axes[1].barh(y, table["ess_per_s"], color="C2")
     axes[1].set_xscale("log")
     axes[1].set_xlabel("min bulk ESS of the predictions per second of wall time")
