@@ -37,6 +37,15 @@ def cache_dir() -> Path | None:
     return Path(base) / "bnncat" / "jax"
 
 
+def _writable(path: Path) -> bool:
+    """Create the cache folder if need be; False where it cannot be written (no cache then)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(path, os.W_OK | os.X_OK)
+
+
 @contextmanager
 def compilation_cache() -> Iterator[None]:
     """Keep the programs XLA compiles in a fit on disk, and load them in later fits.
@@ -49,21 +58,27 @@ def compilation_cache() -> Iterator[None]:
     would compile, so the draws are identical with and without the cache.
 
     A cache folder the user gave JAX (``JAX_COMPILATION_CACHE_DIR``) is used as it
-    is; ours is set only inside the fit. Every program is cached, however fast
-    it compiled (JAX's default skips those under 1 s, which are all of ours).
+    is; ours is set only inside the fit, and skipped where it cannot be written
+    (a read-only home): the fit then compiles as without a cache. Every program
+    is cached, however fast it compiled (JAX's default skips those under 1 s,
+    which are all of ours).
     """
     import jax
     from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
     path = cache_dir()
-    if path is None or not jax.config.jax_enable_compilation_cache:
+    ours = jax.config.jax_compilation_cache_dir is None
+    if (
+        path is None
+        or not jax.config.jax_enable_compilation_cache
+        or (ours and not _writable(path))
+    ):
         yield
         return
     settings: dict[str, Any] = {
         "jax_persistent_cache_min_compile_time_secs": 0.0,
         "jax_persistent_cache_min_entry_size_bytes": -1,
     }
-    ours = jax.config.jax_compilation_cache_dir is None
     if ours:
         settings["jax_compilation_cache_dir"] = str(path)
         if jax.config.jax_compilation_cache_max_size == -1:

@@ -71,3 +71,19 @@ def test_a_cache_folder_the_user_gave_jax_is_kept(monkeypatch, tmp_path):
         jax.config.update("jax_compilation_cache_dir", None)
         jax_cache.reset_cache()
     assert _files(users) and not ours.exists()
+
+
+def test_an_unwritable_cache_folder_means_no_cache(monkeypatch, tmp_path):
+    import warnings
+
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(CACHE_ENV, str(blocker / "jax"))
+    ds = data.load("sine", n=30, seed=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        idata = MLP((2,)).fit(ds.X, ds.y, **NUTS)
+    assert any("ESS" in str(w.message) for w in caught)  # the warnings were recorded
+    assert "W1" in idata["posterior"]
+    assert not [w for w in caught if "cache" in str(w.message).lower()]
+    assert blocker.read_text() == "not a folder"
