@@ -140,8 +140,8 @@ def fit(
         Floating point precision of the JAX computations (NUTS on numpyro or
         blackjax, ``advi_engine="jax"``); PyMC's own NUTS, nutpie and
         ``advi_engine="pymc"`` always use float64. ``"auto"``: float32 on
-        JAX (NumPyro's own default; 1.7x the gradients per second of float64
-        for NUTS on a 1x16 net and ``mcycle``, 2x on 2x32 and N=2000, ADVI 5x
+        JAX (NumPyro's own default; 1.6-1.7x the gradients per second of float64
+        for NUTS on a 1x16 net and ``mcycle``, 1.6x on 2x32 and N=2000, ADVI 5x
         faster per iteration on small nets), float64 with ``batch_size``
         (minibatch rows are 64-bit indices). The posterior is stored in float64
         either way; the draws differ, their distribution does not.
@@ -215,7 +215,7 @@ def fit(
         )
     large = X_arr.shape[0] * _n_free_parameters(model) >= LARGE_MODEL_WORK
     if precision == "auto":
-        # float32 wherever JAX computes (NUTS: 1.7x the gradients per second of float64
+        # float32 wherever JAX computes (NUTS: 1.6x the gradients per second of float64
         # on 1x16 / mcycle; ADVI: 5x faster per iteration), but minibatch rows are
         # 64-bit indices (README, "Performance")
         precision = "float32" if on_jax and batch_size is None else "float64"
