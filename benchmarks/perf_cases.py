@@ -112,7 +112,7 @@ NUTS_CASES: dict[str, NutsCase] = {
             (32, 32),
             tune=100,
             draws=100,
-            # PyMC's C backend (no BLAS) takes ~4 ms per gradient here: 20 iterations
+            # PyMC's own NUTS takes ~1.4 ms of wall time per gradient here: 20 iterations
             # measure its gradient throughput; its ESS/s ratio is estimated from that
             pymc_tune=10,
             pymc_draws=10,
@@ -720,7 +720,7 @@ def run_grad_scaling(impl: str, precision: str, points: list) -> dict:
 def run_advi_scaling(n_obs: int, batch_size: int | None, iterations: int) -> dict:
     """Time per iteration of catalogue ADVI (1x16 tanh) on N rows, full data or minibatch.
 
-    One fit with the defaults (the JAX engine; float32 from 1e5 rows x parameters)
+    One fit with the defaults (the JAX engine; float32, float64 with minibatches)
     except ``advi_init="pymc"`` (the MAP search is not what is measured) and 10
     draws; the time per iteration is the loop's wall time as ``fit`` records it.
     """

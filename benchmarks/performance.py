@@ -19,7 +19,7 @@ The headline is the smallest bulk ESS of the network output at 50 probe inputs
 per second of total wall time of the fit (imports excluded). Ratios are the
 catalogue's figure over the peer's in the same repeat, median over repeats.
 
-    python benchmarks/performance.py                    # everything, ~40 min on 2 cores
+    python benchmarks/performance.py                    # everything, ~45 min on 2 cores
     python benchmarks/performance.py --quick            # smoke run, a few minutes
     python benchmarks/performance.py --cases i,ii,v     # some cases
     python benchmarks/performance.py --cases iii,gpu --device gpu   # on a GPU machine
