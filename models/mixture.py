@@ -39,6 +39,7 @@ from scipy import special
 from bnncat.models.attrs import register_model
 from bnncat.models.data_spec import DataSpec
 from bnncat.models.mlp import MLP, mlp_forward, weight_prior_scale
+from bnncat.models.normal_mixture import normal_mixture
 from bnncat.models.validation import check_choice, check_positive_int
 
 FORMS = ("noise", "mdn")
@@ -187,10 +188,8 @@ class MixtureRegressor(MLP):
             w = pt.special.softmax(head[:, :, 0], axis=-1)
             means = y_loc[:, None] + y_scale[:, None] * head[:, :, 1]
             s = y_scale[:, None] * (pt.softplus(head[:, :, 2]) + SCALE_FLOOR)
-        mu = pm.Deterministic("mu", (w * means).sum(axis=-1), dims=("obs", "output"))
-        pm.NormalMixture(
-            "y", w=w, mu=means, sigma=s, observed=y, shape=mu.shape, dims=("obs", "output")
-        )
+        pm.Deterministic("mu", (w * means).sum(axis=-1), dims=("obs", "output"))
+        normal_mixture("y", w, means, s, n_components=K, observed=y, dims=("obs", "output"))
 
     # -- NumPy side ----------------------------------------------------------------------
 
