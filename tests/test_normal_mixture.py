@@ -41,7 +41,12 @@ def test_far_tails_stay_finite():
 def test_draws_follow_the_mixture():
     with pm.Model(coords={"obs": range(4000)}):
         y = normal_mixture(
-            "y", W, np.broadcast_to(MU, (4000, 3)), SIGMA, n_components=3, observed=None,
+            "y",
+            W,
+            np.broadcast_to(MU, (4000, 3)),
+            SIGMA,
+            n_components=3,
+            observed=None,
             dims=("obs",),
         )
     draws = pm.draw(y, random_seed=3)
@@ -63,8 +68,10 @@ def test_gradient_stays_finite_inside_a_compiled_loop(form):
     value_and_grad = jax.value_and_grad(logp)
     rng = np.random.default_rng(1)
     start = model.initial_point()
-    x0 = [jnp.asarray(start[v.name] + 0.5 * rng.normal(size=np.shape(start[v.name])))
-          for v in model.value_vars]
+    x0 = [
+        jnp.asarray(start[v.name] + 0.5 * rng.normal(size=np.shape(start[v.name])))
+        for v in model.value_vars
+    ]
 
     def descend(x):
         def step(carry):
