@@ -76,8 +76,9 @@ def canonicalize(
         canonical unit k of layer l is original unit ``perm[k]`` times
         ``sign[k]``; for ``pivot`` its attr ``pivot_passes`` counts the
         matching passes per layer (``max_iter`` means labels still changed).
-        For a mixture density network, components are relabelled first (by
-        each component's mean averaged over the training inputs) and
+        For a mixture regressor, components are relabelled first (noise form:
+        by location; MDN: by each component's mean averaged over the training
+        inputs) and
         ``perm_component`` (chain, draw, output, component) records it. The
         input is not modified.
 
@@ -94,15 +95,18 @@ def canonicalize(
     order_by = check_choice(order_by or getattr(net, "order_by", "bias"), ORDER_BY, "order_by")
     post = idata["posterior"]
     names = [n for pair in weight_names(net.n_hidden_layers) for n in pair]
-    params = {n: post[n].values for n in names}
+    everything = {k: post[k].values for k in post.data_vars}
     # likelihood components first: their key does not depend on how units are labelled
     X, spec = None, None  # a hand-built posterior may lack the training data
     if "constant_data" in idata.children:
         _, spec = net_and_spec(idata, net)
         X = idata["constant_data"]["X"].values
-    comp_perm = net.component_labels({k: post[k].values for k in post.data_vars}, X, spec)
+    comp_perm = net.component_labels(everything, X, spec)
+    components = {}
     if comp_perm is not None:
-        params = net.apply_component_labels(params, comp_perm)
+        everything = net.apply_component_labels(everything, comp_perm)
+        components = {k: v for k, v in everything.items() if k not in names}
+    params = {n: everything[n] for n in names}
     attrs = {"method": method, "order_by": order_by}
     if method == "sort":
         canon, perms, signs = sort_labels(params, net, order_by=order_by)
@@ -113,7 +117,7 @@ def canonicalize(
         attrs["pivot_passes"] = passes
 
     new_post = post.to_dataset()
-    for name, value in (canon | net.free_pieces(canon)).items():
+    for name, value in (components | canon | net.free_pieces(canon)).items():
         if name in new_post:
             new_post[name] = post[name].copy(data=value)
     labels = xr.Dataset(coords=dict(post.coords.items()))

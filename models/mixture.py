@@ -5,10 +5,15 @@ mixture; everything in the units of ``y``):
 
 ``form="noise"``
     y = f(x; θ) + ε with ε ~ Σ_k π_k N(loc_k, σ_k): global mixture ``weights``
-    π ~ Dirichlet(1), component locations ``loc`` and scales ``sigma``. The
-    first location is 0 and the others are positively ordered offsets
-    (``Ordered(positive=True)`` on ``loc_offset``), which removes label
-    switching and the shift between ``b_out`` and the locations at once.
+    π ~ Dirichlet(2), component locations ``loc`` and scales ``sigma``. The
+    locations are centred, Σ_k π_k loc_k = 0 (from free ``loc_raw``), so the
+    noise has mean zero: f(x) = E[y | x], which identifies ``b_out``. A
+    concentration of 2 keeps a weight off 0, where a component's location and
+    scale would fall back to the prior. The components are exchangeable while
+    sampling and ``canonicalize`` sorts them by location afterwards; with
+    ``ordered=True`` an ``Ordered`` transform on ``loc_raw`` fixes the labels
+    instead, which mixes more slowly where two components share a location
+    (a scale mixture: README, "Mixture regressor").
 ``form="mdn"``
     The network's last layer gives, for every input and output, K mixture
     logits, K means and K scales (softplus, floor 1e-3 in standard units):
@@ -45,6 +50,10 @@ from bnncat.models.validation import check_choice, check_positive_int
 FORMS = ("noise", "mdn")
 HEAD_KINDS = ("logit", "mean", "scale")
 SCALE_FLOOR = 1e-3  # smallest MDN component sd, in standardised units of y
+#: Dirichlet concentration of the noise form's weights (> 1: no component emptied).
+WEIGHTS_CONCENTRATION = 2.0
+#: The noise form's variables with a component axis last, permuted together by relabelling.
+NOISE_COMPONENT_VARIABLES = ("weights", "loc", "sigma", "loc_raw")
 
 
 @register_model
@@ -61,8 +70,8 @@ class MixtureRegressor(MLP):
         Global mixture noise around f(x), or a mixture density network whose
         weights, means and scales depend on x. See the module docstring.
     ordered : bool, optional
-        Order the components by a transform. Always so for ``noise``; for
-        ``mdn`` off by default (relabel afterwards with ``canonicalize``).
+        Order the components by a transform while sampling (default: off;
+        relabel afterwards with ``canonicalize``).
 
     Examples
     --------
@@ -89,14 +98,9 @@ class MixtureRegressor(MLP):
         check_positive_int(self.n_components, "n_components")
         check_choice(self.form, FORMS, "form")
         if self.ordered is None:
-            object.__setattr__(self, "ordered", self.form == "noise")
+            object.__setattr__(self, "ordered", False)
         if not isinstance(self.ordered, bool):
             raise TypeError(f"ordered must be True, False or None; got {self.ordered!r}")
-        if self.form == "noise" and not self.ordered:
-            raise ValueError(
-                "form='noise' always orders its component locations (the first is 0); "
-                "ordered=False applies to form='mdn' only"
-            )
 
     @property
     def head_dim(self) -> str:
@@ -163,20 +167,14 @@ class MixtureRegressor(MLP):
         D, K = spec.n_outputs, self.n_components
         y_loc, y_scale = np.asarray(spec.y_loc), np.asarray(spec.y_scale)
         if self.form == "noise":
-            weights = pm.Dirichlet("weights", a=np.ones((D, K)), dims=("output", "component"))
-            if K > 1:
-                offset = pm.Normal(
-                    "loc_offset",
-                    0.0,
-                    1.0,
-                    shape=(D, K - 1),
-                    transform=pm.distributions.transforms.Ordered(positive=True),
-                    initval=np.tile(np.linspace(0.5, 1.5, K - 1), (D, 1)),
-                )
-                std_loc = pt.concatenate([pt.zeros((D, 1)), offset], axis=1)
-            else:
-                std_loc = pt.zeros((D, 1))
-            loc = pm.Deterministic("loc", std_loc * y_scale[:, None], dims=("output", "component"))
+            weights = pm.Dirichlet(
+                "weights", a=np.full((D, K), WEIGHTS_CONCENTRATION), dims=("output", "component")
+            )
+            loc = pm.Deterministic(
+                "loc",
+                noise_locations(weights, D, K, ordered=self.ordered) * y_scale[:, None],
+                dims=("output", "component"),
+            )
             sigma = pm.HalfNormal(
                 "sigma", sigma=np.repeat(y_scale[:, None], K, axis=1), dims=("output", "component")
             )
@@ -201,17 +199,19 @@ class MixtureRegressor(MLP):
     def component_labels(
         self, params: Mapping[str, np.ndarray], X: np.ndarray | None, spec: DataSpec | None
     ) -> np.ndarray | None:
-        """MDN: order of the components, per draw and output, by their mean at the data.
+        """Order of the components, per draw and output, by their location.
 
-        The key is each component's mean averaged over the training inputs
-        ``X``: where branches differ, their averages are far apart, while the
-        mean-head biases alone overlap between neighbouring components (sorting
-        by them swapped components within a chain in about a fifth of the draws
-        on ``inverse_sine``). None where the constraint already fixes the labels
-        (the noise form, the ordered MDN).
+        The noise form sorts by ``loc``. The MDN sorts by each component's mean
+        averaged over the training inputs ``X``: where branches differ, their
+        averages are far apart, while the mean-head biases alone overlap between
+        neighbouring components (sorting by them swapped components within a
+        chain in about a fifth of the draws on ``inverse_sine``). None where a
+        constraint already fixes the labels, or for a single component.
         """
-        if self.form == "noise" or self.ordered:
+        if self.ordered or self.n_components == 1:
             return None
+        if self.form == "noise":
+            return np.argsort(np.asarray(params["loc"]), axis=-1)
         if X is None:
             raise ValueError(
                 "relabelling the components of an unordered MDN needs the training inputs: "
@@ -223,8 +223,13 @@ class MixtureRegressor(MLP):
     def apply_component_labels(
         self, params: Mapping[str, np.ndarray], perm: np.ndarray
     ) -> dict[str, np.ndarray]:
-        """Permute the MDN's components: new component k is old ``perm[..., d, k]``."""
+        """Permute the components: new component k is old ``perm[..., d, k]``."""
         out = dict(params)
+        if self.form == "noise":
+            for name in NOISE_COMPONENT_VARIABLES:
+                if name in out:
+                    out[name] = np.take_along_axis(np.asarray(out[name]), perm, axis=-1)
+            return out
         K, n_kinds = self.n_components, len(HEAD_KINDS)
         D = perm.shape[-2]
         base = (np.arange(D)[:, None] * n_kinds + np.arange(n_kinds)[None, :]) * K  # (D, kinds)
@@ -266,3 +271,25 @@ class MixtureRegressor(MLP):
         """Compute the predictive mean E[y | x] for a batch of draws, (..., n, output)."""
         w, means, _, _ = self.components(params, X, spec)
         return (w * means).sum(axis=-1)
+
+
+def noise_locations(weights: Any, n_outputs: int, n_components: int, *, ordered: bool) -> Any:
+    """Component locations of the noise form, centred so that Σ_k π_k loc_k = 0.
+
+    In standardised units of y: free locations ``loc_raw`` ~ Normal(0, 1)
+    (ordered by a transform if asked), minus their weighted mean. Must run
+    inside the model context.
+    """
+    D, K = n_outputs, n_components
+    if K == 1:
+        return pt.zeros((D, 1))
+    extra = {"transform": pm.distributions.transforms.Ordered()} if ordered else {}
+    raw = pm.Normal(
+        "loc_raw",
+        0.0,
+        1.0,
+        shape=(D, K),
+        initval=np.tile(np.linspace(-0.5, 0.5, K), (D, 1)),
+        **extra,
+    )
+    return raw - (weights * raw).sum(axis=-1, keepdims=True)
