@@ -624,11 +624,12 @@ def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str,
     )
     mu = xr.Dataset({"mu": (("chain", "draw", "obs", "output"), mu)})
     stats = idata["sample_stats"] if "sample_stats" in idata.children else None
+    diverging = stats["diverging"] if stats is not None and "diverging" in stats else None
     return {
         "max_rhat": float(az.rhat(mu)["mu"].max()) if post.sizes["chain"] > 1 else float("nan"),
         "min_ess_bulk": float(az.ess(mu, method="bulk")["mu"].min()),
         "min_ess_tail": float(az.ess(mu, method="tail")["mu"].min()),
-        "divergences": int(stats["diverging"].sum()) if stats is not None else 0,
+        "divergences": int(diverging.sum()) if diverging is not None else 0,  # none for ADVI
         "chains": int(post.sizes["chain"]),
     }
 
