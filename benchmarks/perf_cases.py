@@ -212,7 +212,7 @@ def catalogue_net(case: NutsCase, contender: str = "bnncat"):
 # --------------------------------------------------------------------------- the peer
 
 
-def numpyro_mlp(X, y=None, *, hidden, prior="lecun", prior_scale=1.0, bias_scale=1.0):
+def numpyro_mlp(X, y=None, *, hidden, prior="lecun", prior_scale=2.0, bias_scale=1.0):
     """Define a tanh MLP regressor by hand in NumPyro, like ``examples/bnn.py``.
 
     The same network, priors and noise model as the catalogue's ``MLP`` on

@@ -109,7 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="lecun",
         help="weight prior scale rule: fixed sd, sd/sqrt(fan-in), or learned per layer",
     )
-    fit.add_argument("--prior-scale", type=float, default=1.0, help="scale of the weight prior")
+    fit.add_argument(
+        "--prior-scale",
+        type=float,
+        default=2.0,  # MLP's default, bnncat.models.mlp.DEFAULT_PRIOR_SCALE (a test checks)
+        help="scale of the weight prior",
+    )
     fit.add_argument(
         "--no-standardize",
         action="store_true",

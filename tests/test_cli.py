@@ -20,6 +20,13 @@ def test_help_explains_every_option():
             assert action.option_strings[0] in text
 
 
+def test_model_defaults_are_the_library_defaults():
+    from bnncat.models import MLP
+
+    args = build_parser().parse_args(["fit"])
+    assert args.prior == MLP().prior and args.prior_scale == MLP().prior_scale
+
+
 def test_console_script_help_runs():
     done = subprocess.run(
         [sys.executable, "-m", "bnncat", "--help"], capture_output=True, text=True, check=True

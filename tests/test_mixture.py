@@ -14,6 +14,7 @@ from bnncat.cli import main
 from bnncat.models import MLP, MixtureRegressor, load, predict, read_net, save
 from bnncat.models.density import log_predictive_density, predictive_density
 from bnncat.models.fitting import prediction_convergence
+from bnncat.models.mlp import DEFAULT_PRIOR_SCALE
 from bnncat.models.prediction import net_and_spec
 
 TINY = {"draws": 60, "tune": 60, "chains": 2, "progressbar": False}
@@ -59,11 +60,11 @@ def _reference_log_joint(net, point, X, y, spec):
     h = (X - np.array(spec.x_loc)) / np.array(spec.x_scale)
     fan_in = X.shape[1]
     for i, width in enumerate(net.hidden, 1):
-        lp += stats.norm(0, 1 / np.sqrt(fan_in)).logpdf(point[f"W{i}"]).sum()
+        lp += stats.norm(0, DEFAULT_PRIOR_SCALE / np.sqrt(fan_in)).logpdf(point[f"W{i}"]).sum()
         lp += stats.norm(0, 1).logpdf(point[f"b{i}"]).sum()
         h = np.tanh(h @ point[f"W{i}"] + point[f"b{i}"])
         fan_in = width
-    lp += stats.norm(0, 1 / np.sqrt(fan_in)).logpdf(point["W_out"]).sum()
+    lp += stats.norm(0, DEFAULT_PRIOR_SCALE / np.sqrt(fan_in)).logpdf(point["W_out"]).sum()
     out = h @ point["W_out"]
     y_loc, y_scale = np.array(spec.y_loc), np.array(spec.y_scale)
     D, K = spec.n_outputs, net.n_components
@@ -383,3 +384,23 @@ def test_noise_form_converges_on_faithful():
     assert conv["divergences"] <= 0.005 * 4 * 500
     assert conv["max_rhat"] <= 1.01
     assert conv["min_ess_bulk"] >= 400
+
+
+def test_noise_form_prior_draws_match_the_stated_priors():
+    """Dirichlet(2) weights, half-normal scales in y units, mean-zero noise, N(0, 1) raw locs."""
+    ds = data.load("mcycle")
+    net = MixtureRegressor((3,), n_components=2)
+    X, y, spec = net.data_spec(ds.X, ds.y)
+    prior = pm.sample_prior_predictive(
+        draws=2000, model=net.build_validated(X, y, spec), random_seed=5
+    )["prior"]
+    w = prior["weights"].values[0, :, 0, 0]
+    assert stats.kstest(w, stats.beta(2, 2).cdf).pvalue > 0.01
+    s = prior["sigma"].values[0, :, 0].ravel()
+    assert stats.kstest(s, stats.halfnorm(scale=spec.y_scale[0]).cdf).pvalue > 0.01
+    raw = prior["loc_raw"].values[0].ravel()
+    assert stats.kstest(raw, stats.norm().cdf).pvalue > 0.01
+    loc, weights = prior["loc"].values, prior["weights"].values
+    np.testing.assert_allclose((loc * weights).sum(axis=-1), 0.0, atol=1e-9)
+    # exchangeable components: either order of the locations, equally often
+    assert (np.diff(loc, axis=-1) > 0).mean() == pytest.approx(0.5, abs=0.05)
