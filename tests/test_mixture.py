@@ -404,3 +404,28 @@ def test_noise_form_prior_draws_match_the_stated_priors():
     np.testing.assert_allclose((loc * weights).sum(axis=-1), 0.0, atol=1e-9)
     # exchangeable components: either order of the locations, equally often
     assert (np.diff(loc, axis=-1) > 0).mean() == pytest.approx(0.5, abs=0.05)
+
+
+@pytest.mark.parametrize("form", ["noise", "mdn"])
+def test_minibatch_likelihood_is_scaled_to_the_data_and_advi_runs(form):
+    # all rows alike: any batch, scaled by n / batch_size, gives the full log-likelihood
+    X, y = np.ones((30, 1)), np.full(30, 0.3)
+    net = MixtureRegressor((3,), n_components=2, form=form, standardize=False)
+    X_arr, y_arr, spec = net.data_spec(X, y)
+    full = net.build_validated(X_arr, y_arr, spec)
+    mini = net.build_validated(X_arr, y_arr, spec, batch_size=7)
+    point = full.initial_point()
+    lik_full = full.compile_logp(vars=full.observed_RVs)(point)
+    np.testing.assert_allclose(mini.compile_logp(vars=mini.observed_RVs)(point), lik_full)
+    ds = data.load("inverse_sine", n=60, seed=2)
+    idata = MixtureRegressor((3,), n_components=2, form=form).fit(
+        ds.X,
+        ds.y,
+        method="advi",
+        batch_size=20,
+        draws=30,
+        advi_iterations=300,
+        random_seed=1,
+        progressbar=False,
+    )
+    assert idata["posterior"].sizes["draw"] == 30 and idata["observed_data"]["y"].shape[0] == 60
