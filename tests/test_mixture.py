@@ -335,7 +335,9 @@ def test_mixture_beats_the_gaussian_mlp_and_finds_both_modes():
 def test_label_switching_between_chains_is_removed_by_relabelling(sample_from_starts):
     """Chains started from one fitted point with its components permuted differently."""
     X, y = _bimodal(150, 3)
-    net = MixtureRegressor((4,), n_components=2, form="mdn")
+    # the prior this set-up was built with: under the default scale 2 the mean-head biases
+    # sit closer to 0 (W_out carries more), so the copies differ less in b_out (R-hat 1.33)
+    net = MixtureRegressor((4,), n_components=2, form="mdn", prior_scale=1.0)
     model = net.build(X, y)
     one = pm.sample(
         200,
