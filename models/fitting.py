@@ -388,8 +388,10 @@ def _vi_log_densities(
     names = sorted(group.ordering, key=lambda n: group.ordering[n][1].start)
     flat = np.concatenate([posterior[n].values[0].reshape(draws, -1) for n in names], axis=1)
     mean = group.mean.eval()
-    if hasattr(group, "L"):  # full rank
-        log_q = stats.multivariate_normal(mean, group.cov.eval()).logpdf(flat)
+    if hasattr(group, "L"):  # full rank; from the Cholesky factor, since L Lᵀ of a nearly
+        # flat direction fails SciPy's positive-definiteness check (full-rank ADVI, mixtures)
+        cov = stats.Covariance.from_cholesky(np.asarray(group.L.eval(), dtype=np.float64))
+        log_q = stats.multivariate_normal(mean, cov).logpdf(flat)
     else:
         log_q = stats.norm.logpdf(flat, mean, group.std.eval()).sum(axis=1)
     logp = model.compile_logp(jacobian=True)

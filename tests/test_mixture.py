@@ -431,3 +431,18 @@ def test_minibatch_likelihood_is_scaled_to_the_data_and_advi_runs(form):
         progressbar=False,
     )
     assert idata["posterior"].sizes["draw"] == 30 and idata["observed_data"]["y"].shape[0] == 60
+
+
+def test_fullrank_advi_on_the_mdn_gives_finite_log_q():
+    """L Lᵀ of this fit failed SciPy's positive-definiteness check (a LinAlgError in fit)."""
+    ds = data.load("faithful")
+    rows = np.sort(np.random.default_rng(0).permutation(len(ds.y))[:204])
+    idata = MixtureRegressor((8,), n_components=2, form="mdn").fit(
+        ds.X[rows],
+        ds.y[rows],
+        method="fullrank_advi",
+        draws=100,
+        random_seed=1,
+        progressbar=False,
+    )
+    assert np.isfinite(idata["sample_stats"]["log_q"].values).all()
