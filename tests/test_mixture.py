@@ -262,19 +262,22 @@ def test_fit_predict_save_load_and_cli(mdn_fit, tmp_path):
     assert load(out / "fit.nc").attrs["bnncat_model"] == "MixtureRegressor"
 
 
-def test_advi_fits_both_forms():
+@pytest.mark.parametrize("batch_size", [None, 20])
+def test_advi_fits_both_forms(batch_size):
     ds = data.load("inverse_sine", n=60, seed=2)
     for form in ("noise", "mdn"):
         idata = MixtureRegressor((3,), n_components=2, form=form).fit(
             ds.X,
             ds.y,
             method="advi",
+            batch_size=batch_size,
             draws=50,
             advi_iterations=400,
             random_seed=1,
             progressbar=False,
         )
         assert idata["posterior"].sizes["draw"] == 50
+        assert idata["observed_data"]["y"].shape[0] == 60  # the full data, minibatch or not
 
 
 @pytest.mark.parametrize(
@@ -409,7 +412,7 @@ def test_noise_form_prior_draws_match_the_stated_priors():
 
 
 @pytest.mark.parametrize("form", ["noise", "mdn"])
-def test_minibatch_likelihood_is_scaled_to_the_data_and_advi_runs(form):
+def test_minibatch_likelihood_is_scaled_to_the_data(form):
     # all rows alike: any batch, scaled by n / batch_size, gives the full log-likelihood
     X, y = np.ones((30, 1)), np.full(30, 0.3)
     net = MixtureRegressor((3,), n_components=2, form=form, standardize=False)
@@ -419,18 +422,6 @@ def test_minibatch_likelihood_is_scaled_to_the_data_and_advi_runs(form):
     point = full.initial_point()
     lik_full = full.compile_logp(vars=full.observed_RVs)(point)
     np.testing.assert_allclose(mini.compile_logp(vars=mini.observed_RVs)(point), lik_full)
-    ds = data.load("inverse_sine", n=60, seed=2)
-    idata = MixtureRegressor((3,), n_components=2, form=form).fit(
-        ds.X,
-        ds.y,
-        method="advi",
-        batch_size=20,
-        draws=30,
-        advi_iterations=300,
-        random_seed=1,
-        progressbar=False,
-    )
-    assert idata["posterior"].sizes["draw"] == 30 and idata["observed_data"]["y"].shape[0] == 60
 
 
 def test_fullrank_advi_on_the_mdn_gives_finite_log_q():
