@@ -20,6 +20,8 @@ from bnncat.models.validation import check_choice, check_positive_float, check_p
 _PACKAGE_DIR = Path(__file__).resolve().parent
 METHODS = ("nuts", "advi", "fullrank_advi")
 ADVI_INITS = ("map", "pymc")
+#: Adam step sizes by method (full-rank ADVI's noisier gradients need a smaller one).
+DEFAULT_LEARNING_RATES = {"advi": 0.01, "fullrank_advi": 0.001}
 #: Initial sd of every mean-field factor when ADVI starts from the MAP: BNN practice
 #: (small initial variances); PyMC's own default of 1 lets the noise swamp the fit.
 ADVI_START_SD = 0.05
@@ -75,7 +77,7 @@ def fit(
     nuts_sampler: str = DEFAULT_NUTS_SAMPLER,
     target_accept: float = 0.8,
     advi_iterations: int = 30_000,
-    learning_rate: float = 0.01,
+    learning_rate: float | None = None,
     advi_init: str = "map",
     store_mu: bool = False,
     progressbar: bool = True,
@@ -112,8 +114,10 @@ def fit(
         divergences.
     advi_iterations : int
         Optimisation steps for ADVI.
-    learning_rate : float
-        Adam step size for ADVI.
+    learning_rate : float, optional
+        Adam step size for ADVI: 0.01 for mean-field and 0.001 for full-rank ADVI by
+        default. At 0.01 full-rank ADVI's loss rose over the run (faithful, 1x8 MLP
+        and MDN; README, "The model grid"), at 0.001 it falls.
     advi_init : {"map", "pymc"}
         Where ADVI starts. ``"map"``: means at a MAP estimate found by
         L-BFGS from a jittered initial point, every sd 0.05. ``"pymc"``:
@@ -176,6 +180,8 @@ def fit(
     tune = check_positive_int(tune, "tune", minimum=0)
     chains = check_positive_int(chains, "chains")
     advi_iterations = check_positive_int(advi_iterations, "advi_iterations")
+    if learning_rate is None:
+        learning_rate = DEFAULT_LEARNING_RATES.get(method, DEFAULT_LEARNING_RATES["advi"])
     learning_rate = check_positive_float(learning_rate, "learning_rate")
     target_accept = check_positive_float(target_accept, "target_accept")
     if not target_accept < 1:
@@ -266,14 +272,11 @@ def fit(
             first_step: list[float] = []
             t_start = time.perf_counter()
             with train:
-                approx = pm.fit(
+                approx = _make_inference(train, method, random_seed, start).fit(
                     advi_iterations,
-                    method=method,
-                    random_seed=random_seed,
                     progressbar=progressbar,
                     obj_optimizer=pm.adam(learning_rate=learning_rate),
                     callbacks=[lambda *_: first_step or first_step.append(time.perf_counter())],
-                    **start,
                 )
             hist = approx.hist
             # from the end of the first iteration: the compilation and one iteration before
@@ -355,11 +358,31 @@ def _advi_start(
             name = model.rvs_to_values[rv].name
             point[name] = _floor_log_increments(point[name], transform.positive)
     start: dict[str, Any] = {"start": point}
-    if method == "advi":  # full-rank ADVI takes no start_sigma
+    if method == "advi":  # full-rank ADVI takes no start_sigma (see _make_inference)
         start["start_sigma"] = {
             name: np.full(np.size(v), ADVI_START_SD) for name, v in point.items()
         }
     return start
+
+
+def _make_inference(model: pm.Model, method: str, random_seed: int, start: dict) -> Any:
+    """PyMC's mean-field or full-rank ADVI, started at ``start``.
+
+    From a MAP start, full-rank ADVI's Cholesky factor starts at ``ADVI_START_SD``
+    on its diagonal like the mean-field sds: PyMC's own start (softplus(1) = 1.3)
+    swamped the MAP with noise, and the loss rose from its first iterations and ended
+    above where it began (faithful, 1x8: 387 -> 607 for the MLP, 977 -> 2423 for an MDN).
+    """
+    inference_class = pm.ADVI if method == "advi" else pm.FullRankADVI
+    inference = inference_class(model=model, random_seed=random_seed, **start)
+    if method == "fullrank_advi" and "start" in start:
+        (group,) = inference.approx.groups
+        packed = group.params_dict["L_tril"]  # rows of the lower triangle, diagonal pre-softplus
+        value = packed.get_value()
+        n = len(group.params_dict["mu"].get_value())
+        value[np.cumsum(np.arange(1, n + 1)) - 1] = np.log(np.expm1(ADVI_START_SD))
+        packed.set_value(value)
+    return inference
 
 
 def _floor_log_increments(value: np.ndarray, positive: bool) -> np.ndarray:
@@ -442,8 +465,7 @@ def _fit_advi_jax(
     from pytensor.graph.traversal import graph_inputs
     from pytensor.link.jax.dispatch import jax_funcify, jax_typify
 
-    inference_class = pm.ADVI if method == "advi" else pm.FullRankADVI
-    inference = inference_class(model=model, random_seed=random_seed, **start)
+    inference = _make_inference(model, method, random_seed, start)
     # the graph pm.fit's step function evaluates (Inference.fit -> step_function)
     objective = inference.objective.updates(obj_optimizer=pm.adam(learning_rate=learning_rate))
     updates = dict(objective)
