@@ -13,7 +13,7 @@ mixture; everything in the units of ``y``):
     sampling and ``canonicalize`` sorts them by location afterwards; with
     ``ordered=True`` an ``Ordered`` transform on ``loc_raw`` fixes the labels
     instead, which mixes more slowly where two components share a location
-    (a scale mixture: README, "Mixture regressor").
+    (a scale mixture: README, "Mixture regressor under NUTS and ADVI").
 ``form="mdn"``
     The network's last layer gives, for every input and output, K mixture
     logits, K means and K scales (softplus, floor 1e-3 in standard units):
