@@ -10,7 +10,8 @@ true value lies inside the central 90% posterior interval. The issue's target is
     python benchmarks/noise_recovery.py                       # 20 seeds, N = 300 and 3000
     python benchmarks/noise_recovery.py --seeds 5 --n 300     # a first look
 
-Writes ``benchmarks/out/noise_recovery.csv`` (one row per seed, N and parameter).
+Writes ``benchmarks/out/noise_recovery.csv`` (one row per seed, N and parameter) and
+``noise_recovery.md`` (the share covered per parameter and N).
 """
 
 import argparse
@@ -80,8 +81,9 @@ def main() -> None:
             rows += coverage_rows(n, seed)
             pd.DataFrame(rows).to_csv(args.out / "noise_recovery.csv", index=False)
             print(f"N={n} seed {seed}: {rows[-1]['wall_s']:.0f} s", flush=True)
-    frame = pd.DataFrame(rows)
-    print(frame.groupby(["n", "parameter"])["covered"].mean().unstack("n").round(2).to_string())
+    coverage = pd.DataFrame(rows).groupby(["n", "parameter"])["covered"].mean().unstack("n")
+    (args.out / "noise_recovery.md").write_text(coverage.round(2).to_markdown() + "\n")
+    print(coverage.round(2).to_string())
 
 
 if __name__ == "__main__":
