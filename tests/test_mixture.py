@@ -1,5 +1,7 @@
 """MixtureRegressor: log joint, ordering, relabelling of components, density, bad input."""
 
+import warnings
+
 import arviz as az
 import numpy as np
 import pymc as pm
@@ -409,6 +411,31 @@ def test_noise_form_prior_draws_match_the_stated_priors():
     np.testing.assert_allclose((loc * weights).sum(axis=-1), 0.0, atol=1e-9)
     # exchangeable components: either order of the locations, equally often
     assert (np.diff(loc, axis=-1) > 0).mean() == pytest.approx(0.5, abs=0.05)
+
+
+def test_mdn_prior_draws_match_the_stated_priors():
+    """LeCun-rule head weights, N(0, 1) head biases, and y drawn from the stated mixture."""
+    ds = data.load("inverse_sine")
+    net = MixtureRegressor((4,), n_components=2, form="mdn")
+    X, y, spec = net.data_spec(ds.X, ds.y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # numba's object mode for the random
+        idata = pm.sample_prior_predictive(
+            draws=2000, model=net.build_validated(X, y, spec), random_seed=5
+        )
+    prior = {k: v.values[0] for k, v in idata["prior"].items()}
+    w_scale = net.prior_scale / np.sqrt(4)
+    assert stats.kstest(prior["W_out"][:, 0, 0], stats.norm(scale=w_scale).cdf).pvalue > 0.01
+    assert stats.kstest(prior["b_out"][:, 2], stats.norm(scale=net.bias_scale).cdf).pvalue > 0.01
+    # y at one input against draws from the components that the same parameters give
+    row = 50
+    w, means, sds, _ = net.components(prior, X[row : row + 1], spec)
+    rng = np.random.default_rng(0)
+    k = (rng.random(2000)[:, None] > np.cumsum(w[:, 0, 0], axis=-1)).sum(axis=-1)
+    pick = np.arange(2000)
+    by_hand = rng.normal(means[pick, 0, 0, k], sds[pick, 0, 0, k])
+    drawn = idata["prior_predictive"]["y"].values[0, :, row, 0]
+    assert stats.ks_2samp(drawn, by_hand).pvalue > 0.01
 
 
 @pytest.mark.parametrize("form", ["noise", "mdn"])
