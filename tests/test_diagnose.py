@@ -269,6 +269,17 @@ def test_verdict_rules(tables, status):
         assert "better by 20.0 nats" in verdict.sentence
 
 
+@pytest.mark.parametrize(("loglik", "local_optimum"), [((-10.0, -30.0), True), ((-10.0, -12.0), False)])
+def test_functional_mode_steps_depend_on_the_fit_gap(loglik, local_optimum):
+    tables = _tables(1.001, 1.001, 1.002, modes=(1, 2))
+    tables["functional"]["mean_loglik"] = loglik
+    steps = " ".join(judge(**tables).next_steps)
+    assert "pooled predictive" in steps and "ADVI" in steps
+    # longer tuning did not merge separated modes (noise form on inverse_sine), so not offered
+    assert "tune=" not in steps
+    assert ("compare the modes on held-out data" in steps) is local_optimum
+
+
 def test_held_out_data_is_checked_before_anything_runs(mcycle_fit, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("computation started before the input checks")
