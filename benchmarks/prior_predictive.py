@@ -1,4 +1,4 @@
-"""The mixture regressor's prior predictive, both forms, against the data: is the prior sensible?
+"""The mixture regressor's prior predictive, both forms, against the data: a sensible prior.
 
 For each form (noise and MDN, K = 2, 1x8 tanh, the default priors) draws the prior
 predictive y at the training inputs of a data set and plots, over x, its central 50% and 90%
@@ -66,7 +66,7 @@ def summary(form: str, draws: dict, y: np.ndarray) -> dict:
 def plot(x: np.ndarray, y: np.ndarray, all_draws: dict, name: str, path: Path) -> None:
     order = np.argsort(x)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
-    for ax, form in zip(axes, FORMS):
+    for ax, form in zip(axes, FORMS, strict=False):
         d = all_draws[form]
         for lo, hi, alpha in ((0.05, 0.95, 0.2), (0.25, 0.75, 0.35)):
             q = np.quantile(d["y"], [lo, hi], axis=0)
@@ -81,11 +81,19 @@ def plot(x: np.ndarray, y: np.ndarray, all_draws: dict, name: str, path: Path) -
     pooled = np.concatenate([all_draws[form]["y"].ravel() for form in FORMS])
     lo, hi = np.quantile(pooled, [0.005, 0.995])
     bins = np.linspace(lo, hi, 80)
-    axes[2].hist(y, bins=bins, density=True, orientation="horizontal", color="k", alpha=0.3, label="data")
+    axes[2].hist(
+        y, bins=bins, density=True, orientation="horizontal", color="k", alpha=0.3, label="data"
+    )
     for i, form in enumerate(FORMS):
         axes[2].hist(
-            all_draws[form]["y"].ravel(), bins=bins, density=True, orientation="horizontal",
-            histtype="step", color=f"C{i}", lw=1.5, label=f"{form} prior predictive",
+            all_draws[form]["y"].ravel(),
+            bins=bins,
+            density=True,
+            orientation="horizontal",
+            histtype="step",
+            color=f"C{i}",
+            lw=1.5,
+            label=f"{form} prior predictive",
         )
     axes[2].set(title="marginal density of y, all x", xlabel="density", ylim=(lo, hi))
     axes[2].legend(fontsize=8)

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from bnncat.thresholds import MIN_DRAWS
+
 MODELS = {"mlp": "MLP", "ordered-mlp": "OrderedMLP", "mixture": "MixtureRegressor"}
 SHOWN = ("b_out", "sigma", "nu", "weights", "loc")
 
@@ -208,8 +210,10 @@ def run_fit(args: argparse.Namespace) -> int:
         standardize=not args.no_standardize,
     )
     net.data_spec(X, y)  # all input checks before the (slow) imports and the fit
-    if args.draws < 20:  # diagnose()'s minimum, bnncat.identifiability.diagnosis.MIN_DRAWS
-        raise ValueError(f"--draws {args.draws}: the diagnosis needs at least 20 draws per chain")
+    if args.draws < MIN_DRAWS:  # diagnose()'s minimum
+        raise ValueError(
+            f"--draws {args.draws}: the diagnosis needs at least {MIN_DRAWS} draws per chain"
+        )
 
     import matplotlib
 

@@ -41,6 +41,7 @@ from scipy import special, stats
 from bnncat.models.density import log_predictive_density
 from bnncat.models.prediction import net_and_spec
 from bnncat.models.validation import check_labels, check_positive_int, check_regression_y, check_X
+from bnncat.thresholds import PARETO_K_MAX
 
 #: Values of the ``data`` column of :func:`calibration_table`.
 LOO = "training (PSIS-LOO)"
@@ -48,8 +49,6 @@ IN_SAMPLE = "training (in-sample)"
 HELD_OUT = "held-out"
 #: Equal-width confidence bins of the expected calibration error.
 ECE_BINS = 10
-#: Pareto k above which a PSIS-LOO estimate is counted as unreliable.
-PARETO_K_BAD = 0.7
 _PARETO_WARNING = "Estimated shape parameter of Pareto distribution"
 
 
@@ -486,7 +485,7 @@ def _loo_rows(tree: xr.DataTree, fit: _Training, levels: tuple[float, ...]) -> l
     elpd = _quiet_arviz(az.loo, tree, pointwise=True)
     k = np.asarray(elpd.pareto_k).ravel()
     k_note = (
-        f"Pareto k > {PARETO_K_BAD}: {int((k > PARETO_K_BAD).sum())} of {k.size} rows "
+        f"Pareto k > {PARETO_K_MAX}: {int((k > PARETO_K_MAX).sum())} of {k.size} rows "
         f"(ArviZ's threshold for {elpd.n_samples} draws: {elpd.good_k:.2f}, exceeded by "
         f"{int((k > elpd.good_k).sum())})"
     )

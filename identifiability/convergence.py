@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bnncat.thresholds import DEFAULT_MAX_TREEDEPTH, RHAT_MAX
+
 #: The spaces of the convergence table, in the order of its rows.
 SPACES = ("raw weights", "relabelled weights", "predictions", "log-likelihood")
-#: numpyro's and blackjax's default NUTS tree-depth limit (PyMC and nutpie record a flag).
-DEFAULT_MAX_TREEDEPTH = 10
 
 
 def weight_dataset(posterior: xr.Dataset | xr.DataTree) -> xr.Dataset:
@@ -28,7 +28,7 @@ def weight_dataset(posterior: xr.Dataset | xr.DataTree) -> xr.Dataset:
     return ds[[n for n in ds.data_vars if n != "mu"]]
 
 
-def space_row(ds: xr.Dataset, *, rhat_threshold: float = 1.01) -> dict[str, Any]:
+def space_row(ds: xr.Dataset, *, rhat_threshold: float = RHAT_MAX) -> dict[str, Any]:
     """Max R-hat, share of quantities above ``rhat_threshold``, min bulk and tail ESS.
 
     R-hat is NaN for a single chain (it compares chains); ESS is still defined.
@@ -60,7 +60,7 @@ def _flat(ds: xr.Dataset) -> np.ndarray:
 
 
 def convergence_table(
-    spaces: dict[str, xr.Dataset], *, rhat_threshold: float = 1.01
+    spaces: dict[str, xr.Dataset], *, rhat_threshold: float = RHAT_MAX
 ) -> pd.DataFrame:
     """One row per space (see :data:`SPACES`) of :func:`space_row`'s figures."""
     rows = {name: space_row(ds, rhat_threshold=rhat_threshold) for name, ds in spaces.items()}

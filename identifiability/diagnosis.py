@@ -25,12 +25,7 @@ import xarray as xr
 from scipy import special
 
 from bnncat.identifiability import calibration
-from bnncat.identifiability.convergence import (
-    DEFAULT_MAX_TREEDEPTH,
-    convergence_table,
-    sampler_health,
-    weight_dataset,
-)
+from bnncat.identifiability.convergence import convergence_table, sampler_health, weight_dataset
 from bnncat.identifiability.functional import functional_modes, unit_census
 from bnncat.identifiability.hopping import mode_hopping, unit_label_changes
 from bnncat.identifiability.relabel import METHODS, canonicalize, resolve_net
@@ -39,9 +34,7 @@ from bnncat.models.attrs import write_attrs
 from bnncat.models.ordered_mlp import OrderedMLP
 from bnncat.models.prediction import net_and_spec
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int, check_X
-
-#: Fewer draws per chain than this make R-hat and ESS meaningless.
-MIN_DRAWS = 20
+from bnncat.thresholds import DEFAULT_MAX_TREEDEPTH, MIN_DRAWS, RHAT_MAX
 
 
 @dataclass
@@ -226,7 +219,7 @@ def diagnose(
     method: str | None = None,
     X_test: object = None,
     y_test: object = None,
-    rhat_threshold: float = 1.01,
+    rhat_threshold: float = RHAT_MAX,
     mode_threshold: float = 1.0,
     tol: float = 0.05,
     max_treedepth: int = DEFAULT_MAX_TREEDEPTH,

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from bnncat.identifiability.hopping import copy_ids
 from bnncat.identifiability.plots import plot_predictive
 from bnncat.models import read_net
+from bnncat.thresholds import RHAT_MAX
 
 
 def _unit_slices(idata: xr.DataTree, canon: xr.DataTree, max_units: int) -> xr.Dataset:
@@ -165,7 +166,7 @@ def plot_chain_distance(distance: np.ndarray, modes: Any, *, ax: Any = None) -> 
     return fig
 
 
-def plot_rhat_by_space(convergence: Any, *, threshold: float = 1.01, ax: Any = None) -> Figure:
+def plot_rhat_by_space(convergence: Any, *, threshold: float = RHAT_MAX, ax: Any = None) -> Figure:
     """Bar chart of the max R-hat of each space against the threshold."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")

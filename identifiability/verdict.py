@@ -18,6 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bnncat.thresholds import (
+    LOCAL_OPTIMUM_GAP,
+    MAX_DIVERGENT_SHARE,
+    MIN_E_BFMI,
+    MIN_ESS_PER_CHAIN,
+    PARETO_K_MAX,
+    RHAT_MAX,
+)
+
 STATUS_LABELS = {
     "a": "all agree",
     "b": "only symmetric label switching",
@@ -25,14 +34,6 @@ STATUS_LABELS = {
     "d": "not converged",
     "-": "cannot tell",
 }
-#: Per chain, as ``warn_if_unconverged`` (Vehtari et al. 2021: bulk ESS > 100 per chain).
-MIN_ESS_PER_CHAIN = 100
-#: Share of divergent transitions above which the sampler did not explore the posterior.
-MAX_DIVERGENT_SHARE = 0.01
-#: A PSIS k-hat above this marks importance sampling (and so the approximation) unreliable.
-PARETO_K_LIMIT = 0.7
-#: Nats of mean log-likelihood between functional modes above which the worse may be local optima.
-LOCAL_OPTIMUM_GAP = 5.0
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def judge(
     hopping_summary: dict[str, Any],
     functional: pd.DataFrame,
     method: str,
-    rhat_threshold: float = 1.01,
+    rhat_threshold: float = RHAT_MAX,
     vi_pareto_k: float | None = None,
     ordered: bool = False,
 ) -> Verdict:
@@ -94,9 +95,10 @@ def judge(
             f"{saturated:.0%} of transitions hit the tree-depth limit: the posterior is "
             "badly scaled for NUTS; standardise the data or use a narrower weight prior"
         )
-    if "e_bfmi" in sampler and (sampler["e_bfmi"] < 0.3).any():
+    if "e_bfmi" in sampler and (sampler["e_bfmi"] < MIN_E_BFMI).any():
         steps.append(
-            f"E-BFMI below 0.3 in chains {_chains(sampler.index[sampler['e_bfmi'] < 0.3])}: "
+            f"E-BFMI below {MIN_E_BFMI} in chains "
+            f"{_chains(sampler.index[sampler['e_bfmi'] < MIN_E_BFMI])}: "
             "momentum resampling explores the energy poorly (heavy tails, funnels); "
             "try a non-hierarchical prior or longer tuning"
         )
@@ -225,11 +227,11 @@ def _judge_advi(vi_pareto_k: float | None) -> Verdict:
             cannot + " The fit holds no log densities of the draws, so PSIS k-hat is unknown.",
             ("check against a NUTS fit (method='nuts') before trusting the uncertainty",),
         )
-    if vi_pareto_k > PARETO_K_LIMIT:
+    if vi_pareto_k > PARETO_K_MAX:
         return Verdict(
             "d",
             cannot + f" PSIS k-hat of the approximation is {vi_pareto_k:.2f} "
-            f"(> {PARETO_K_LIMIT}): it is far from the posterior; do not trust its "
+            f"(> {PARETO_K_MAX}): it is far from the posterior; do not trust its "
             "uncertainty.",
             (
                 "fit by NUTS (method='nuts')",
@@ -239,7 +241,7 @@ def _judge_advi(vi_pareto_k: float | None) -> Verdict:
     return Verdict(
         "-",
         cannot + f" PSIS k-hat of the approximation is {vi_pareto_k:.2f} "
-        f"(<= {PARETO_K_LIMIT}): close enough to the posterior for importance-weighted "
+        f"(<= {PARETO_K_MAX}): close enough to the posterior for importance-weighted "
         "estimates.",
         ("confirm with a NUTS fit (method='nuts') where the uncertainty matters",),
     )

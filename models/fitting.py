@@ -16,6 +16,7 @@ from scipy import stats
 from bnncat.models.attrs import write_attrs
 from bnncat.models.jax_runtime import compilation_cache, jax_session
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
+from bnncat.thresholds import MIN_ESS_PER_CHAIN, RHAT_MAX
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 METHODS = ("nuts", "advi", "fullrank_advi")
@@ -661,16 +662,17 @@ def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str,
 def warn_if_unconverged(conv: dict[str, float]) -> None:
     """Warn in plain words when the chains disagree on predictions or diverged."""
     problems = []
-    if conv["max_rhat"] > 1.01:
+    if conv["max_rhat"] > RHAT_MAX:
         problems.append(
             f"R-hat of the predictions at the training inputs is {conv['max_rhat']:.3f} "
-            "(> 1.01): the chains disagree on the fitted function; run longer (tune, draws) "
+            f"(> {RHAT_MAX}): the chains disagree on the fitted function; run longer (tune, draws) "
             "or compare chains"
         )
-    if conv["min_ess_bulk"] < 100 * conv["chains"]:
+    if conv["min_ess_bulk"] < MIN_ESS_PER_CHAIN * conv["chains"]:
         problems.append(
             f"the smallest bulk ESS of the predictions is {conv['min_ess_bulk']:.0f}, "
-            f"fewer than 100 per chain ({100 * conv['chains']} for {conv['chains']} chains): "
+            f"fewer than {MIN_ESS_PER_CHAIN} per chain ({MIN_ESS_PER_CHAIN * conv['chains']} "
+            f"for {conv['chains']} chains): "
             "draw more"
         )
     if conv["divergences"]:

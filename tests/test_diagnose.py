@@ -269,7 +269,9 @@ def test_verdict_rules(tables, status):
         assert "better by 20.0 nats" in verdict.sentence
 
 
-@pytest.mark.parametrize(("loglik", "local_optimum"), [((-10.0, -30.0), True), ((-10.0, -12.0), False)])
+@pytest.mark.parametrize(
+    ("loglik", "local_optimum"), [((-10.0, -30.0), True), ((-10.0, -12.0), False)]
+)
 def test_functional_mode_steps_depend_on_the_fit_gap(loglik, local_optimum):
     tables = _tables(1.001, 1.001, 1.002, modes=(1, 2))
     tables["functional"]["mean_loglik"] = loglik
