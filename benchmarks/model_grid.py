@@ -17,8 +17,12 @@ per row with its standard error (regression) or held-out accuracy
     python benchmarks/model_grid.py --seeds 1 --draws 500 --tune 500
     python benchmarks/model_grid.py --models mdn2 --data inverse_sine --methods nuts
 
+    python benchmarks/model_grid.py --summarise a.csv b.csv   # combine runs split up
+
 Writes ``benchmarks/out/model_grid.csv`` (one row per cell and seed) and
-``model_grid.md`` (medians over seeds; divergences summed).
+``model_grid.md``: per cell the worst seed's R-hat, bulk ESS and divergences (the
+targets hold for every seed or not at all), medians of the rest, and whether NUTS met
+the issue's targets.
 """
 
 import argparse
@@ -36,6 +40,7 @@ from bnncat.identifiability.calibration import add_predictive_groups
 from bnncat.models import MLP, MixtureRegressor, OrderedMLP, predict, read_net
 from bnncat.models.density import log_predictive_density
 from bnncat.models.fitting import prediction_convergence
+from bnncat.thresholds import RHAT_MAX
 
 MODELS = {
     "mlp": lambda lik: MLP((8,), likelihood=lik),
@@ -122,10 +127,35 @@ def cells(args) -> list[tuple[str, str, str]]:
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: the worst seed for the convergence targets, medians for the rest."""
     keys = ["model", "data", "method"]
-    agg = {c: "median" for c in frame.columns if c not in keys + ["seed", "divergences"]}
-    table = frame.groupby(keys, sort=False).agg(agg | {"divergences": "sum", "seed": "count"})
-    return table.rename(columns={"seed": "seeds"}).reset_index()
+    worst = {
+        "rhat_pred": "max",
+        "rhat_loglik": "max",
+        "ess_bulk_pred": "min",
+        "divergences": "max",
+        "seed": "count",
+    }
+    agg = {c: "median" for c in frame.columns if c not in keys + list(worst)} | worst
+    table = frame.groupby(keys, sort=False).agg(agg).rename(columns={"seed": "seeds"})
+    table["nuts_targets_met"] = [
+        meets_targets(row) if method == "nuts" else None for (_, _, method), row in table.iterrows()
+    ]
+    return table.reset_index()
+
+
+def meets_targets(row: pd.Series) -> bool:
+    """Check the issue's NUTS targets in the worst seed.
+
+    R-hat <= 1.01 for predictions and log-likelihood, bulk ESS >= 400, divergences
+    <= 0.5% of draws.
+    """
+    return bool(
+        row["rhat_pred"] <= RHAT_MAX
+        and row["rhat_loglik"] <= RHAT_MAX
+        and row["ess_bulk_pred"] >= 400
+        and row["divergences"] <= 0.005 * row["draws"]
+    )
 
 
 def main() -> None:
@@ -137,16 +167,32 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", default=list(DATA), choices=list(DATA))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    parser.add_argument(
+        "--summarise",
+        type=Path,
+        nargs="+",
+        metavar="CSV",
+        help="only combine these per-seed CSVs (runs split by seed or cell) into the table",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.summarise:
+        rows = pd.concat([pd.read_csv(path) for path in args.summarise], ignore_index=True)
+        rows = rows.drop_duplicates(["model", "data", "method", "seed"], keep="last")
+        write_summary(rows, args.out)
+        return
     rows = []
     for model, dataset, method in cells(args):
         for seed in args.seeds:
             rows.append(run_cell(model, dataset, method, seed, args))
             print(pd.DataFrame(rows[-1:]).round(3).to_string(header=len(rows) == 1), flush=True)
             pd.DataFrame(rows).to_csv(args.out / "model_grid.csv", index=False)
-    table = summary(pd.DataFrame(rows))
-    (args.out / "model_grid.md").write_text(table.round(3).to_markdown(index=False) + "\n")
+    write_summary(pd.DataFrame(rows), args.out)
+
+
+def write_summary(rows: pd.DataFrame, out: Path) -> None:
+    table = summary(rows)
+    (out / "model_grid.md").write_text(table.round(3).to_markdown(index=False) + "\n")
     print(table.round(3).to_string(index=False))
 
 
