@@ -48,8 +48,10 @@ def mode_hopping(
     tol : float
         Two units are *nearly tied* when their relabelling keys (biases, or
         outgoing weights with ``order_by="output"``) differ by less than
-        ``tol`` times the median absolute key; a sign is *ambiguous* when a
-        key is that close to 0.
+        ``tol`` times the median absolute key; a sign is *ambiguous* when
+        what fixes it (the key, or with ``sign_by="input"`` the unit's weight
+        from the layer's first input) is that close to 0, relative to its own
+        median.
 
     Returns
     -------
@@ -130,17 +132,22 @@ def _ambiguous_draws(canon: xr.DataTree, net: MLP, tol: float) -> np.ndarray:
     """(chain, draw) booleans: some unit's sort key nearly tied with another, or nearly 0."""
     post = canon["posterior"]
     order_by = canon["relabelling"].attrs.get("order_by", "bias")
+    sign_by = canon["relabelling"].attrs.get("sign_by", "bias")
     flips = has_sign_flip(net.activation)
     names = weight_names(net.n_hidden_layers)
     out = np.zeros(post["b1"].shape[:2], dtype=bool)
     for layer in range(net.n_hidden_layers):
-        if layer == net.n_hidden_layers - 1 and order_by == "output":
-            key = post["W_out"].values[..., :, 0]
-        else:
-            key = post[names[layer][1]].values
-        scale = float(np.median(np.abs(key))) or 1.0
-        near = (np.diff(np.sort(key, axis=-1), axis=-1) < tol * scale).any(axis=-1)
-        if flips:  # the sign of a unit whose key is ~0 is a coin toss
-            near |= (np.abs(key) < tol * scale).any(axis=-1)
-        out |= near
+        on_output = layer == net.n_hidden_layers - 1 and order_by == "output"
+        key = post["W_out"].values[..., :, 0] if on_output else post[names[layer][1]].values
+        out |= _near(np.diff(np.sort(key, axis=-1), axis=-1), key, tol)
+        if flips:  # the sign of a unit whose sign key is ~0 is a coin toss
+            by_input = sign_by == "input" and not on_output
+            sign_key = post[names[layer][0]].values[..., 0, :] if by_input else key
+            out |= _near(sign_key, sign_key, tol)
     return out
+
+
+def _near(values: np.ndarray, key: np.ndarray, tol: float) -> np.ndarray:
+    """Whether any of ``values`` is within ``tol`` times the median absolute key of 0."""
+    scale = float(np.median(np.abs(key))) or 1.0
+    return (np.abs(values) < tol * scale).any(axis=-1)

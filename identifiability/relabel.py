@@ -6,9 +6,11 @@ in every draw):
 
 ``sort``
     The rule of ``OrderedMLP``'s constraints: flip each unit so that its bias
-    is positive (for activations with a sign flip) and sort the units by it;
+    (``sign_by="bias"``, the default for a plain MLP) or its weight from the
+    layer's first input (``sign_by="input"``, ``OrderedMLP``'s default) is
+    positive, for activations with a sign flip, and sort the units by bias;
     with ``order_by="output"`` the last hidden layer uses its outgoing weights
-    to the first output instead. A pure function of the draw:
+    to the first output instead, for both. A pure function of the draw:
     ``canonicalize(g·θ) == canonicalize(θ)`` for every group element g,
     relabelling twice changes nothing, and draws of an ``OrderedMLP`` are
     already canonical.
@@ -33,7 +35,7 @@ from scipy.optimize import linear_sum_assignment
 from bnncat.identifiability.symmetry import SIGN_FLIP, apply_to_layer
 from bnncat.models.attrs import stored_or_given_net
 from bnncat.models.mlp import MLP, weight_names
-from bnncat.models.ordered_mlp import ORDER_BY
+from bnncat.models.ordered_mlp import ORDER_BY, SIGN_BY
 from bnncat.models.prediction import net_and_spec
 from bnncat.models.validation import check_choice, check_positive_int
 
@@ -46,6 +48,7 @@ def canonicalize(
     method: str = "sort",
     net: MLP | None = None,
     order_by: str | None = None,
+    sign_by: str | None = None,
     max_iter: int = 50,
 ) -> xr.DataTree:
     """Map every posterior draw of an MLP to a canonical representative of its orbit.
@@ -64,6 +67,10 @@ def canonicalize(
         The key of the last hidden layer for ``sort`` (and ``pivot``'s start):
         its biases, or its outgoing weights to the first output. Defaults to
         the net's own ``order_by`` (``OrderedMLP``), else "bias".
+    sign_by : {"bias", "input"}, optional
+        For activations with a sign flip, what ``sort`` makes positive: each
+        unit's bias, or its weight from the layer's first input. Defaults to
+        the net's own ``sign_by`` (``OrderedMLP``), else "bias".
     max_iter : int
         Most reference updates per layer for ``pivot``.
 
@@ -93,6 +100,7 @@ def canonicalize(
     max_iter = check_positive_int(max_iter, "max_iter")
     net = resolve_net(idata, net)
     order_by = check_choice(order_by or getattr(net, "order_by", "bias"), ORDER_BY, "order_by")
+    sign_by = check_choice(sign_by or getattr(net, "sign_by", "bias"), SIGN_BY, "sign_by")
     post = idata["posterior"]
     names = [n for pair in weight_names(net.n_hidden_layers) for n in pair]
     everything = {k: post[k].values for k in post.data_vars}
@@ -107,13 +115,12 @@ def canonicalize(
         everything = net.apply_component_labels(everything, comp_perm)
         components = {k: v for k, v in everything.items() if k not in names}
     params = {n: everything[n] for n in names}
-    attrs = {"method": method, "order_by": order_by}
+    attrs = {"method": method, "order_by": order_by, "sign_by": sign_by}
+    keys = {"order_by": order_by, "sign_by": sign_by}
     if method == "sort":
-        canon, perms, signs = sort_labels(params, net, order_by=order_by)
+        canon, perms, signs = sort_labels(params, net, **keys)
     else:
-        canon, perms, signs, passes = pivot_labels(
-            params, net, order_by=order_by, max_iter=max_iter
-        )
+        canon, perms, signs, passes = pivot_labels(params, net, max_iter=max_iter, **keys)
         attrs["pivot_passes"] = passes
 
     new_post = post.to_dataset()
@@ -139,14 +146,16 @@ def canonicalize(
 
 
 def sort_labels(
-    params: dict[str, np.ndarray], net: MLP, *, order_by: str = "bias"
+    params: dict[str, np.ndarray], net: MLP, *, order_by: str = "bias", sign_by: str = "bias"
 ) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Canonical draws by the sign rule and bias order; also the labels applied."""
     flip = SIGN_FLIP[net.activation]
     cur = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     perms, signs = [], []
     for layer in range(net.n_hidden_layers):
-        perm, sign = _sort_rule(cur, layer, net.n_hidden_layers, flip is not None, order_by)
+        perm, sign = _sort_rule(
+            cur, layer, net.n_hidden_layers, flip is not None, order_by, sign_by
+        )
         apply_to_layer(cur, layer, net.n_hidden_layers, perm, sign if flip else None, flip)
         perms.append(perm)
         signs.append(sign)
@@ -154,7 +163,12 @@ def sort_labels(
 
 
 def pivot_labels(
-    params: dict[str, np.ndarray], net: MLP, *, order_by: str = "bias", max_iter: int = 50
+    params: dict[str, np.ndarray],
+    net: MLP,
+    *,
+    order_by: str = "bias",
+    sign_by: str = "bias",
+    max_iter: int = 50,
 ) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[np.ndarray], list[int]]:
     """Canonical draws by iterated matching to a reference (Hungarian algorithm).
 
@@ -168,7 +182,7 @@ def pivot_labels(
     perms, signs, passes = [], [], []
     for layer in range(n_layers):
         # start from the sort labels of this layer, then refine by matching
-        perm0, sign0 = _sort_rule(cur, layer, n_layers, with_signs, order_by)
+        perm0, sign0 = _sort_rule(cur, layer, n_layers, with_signs, order_by, sign_by)
         feats = _unit_features(cur, layer, n_layers)  # (..., H, d), original unit order
         shape = feats.shape[:-2]
         # one contiguous copy: every pass gathers rows of it and multiplies blocks of it
@@ -189,21 +203,28 @@ def pivot_labels(
 
 
 def _sort_rule(
-    cur: dict[str, np.ndarray], layer: int, n_layers: int, with_signs: bool, order_by: str
+    cur: dict[str, np.ndarray],
+    layer: int,
+    n_layers: int,
+    with_signs: bool,
+    order_by: str,
+    sign_by: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels that put layer ``layer`` into the region ``OrderedMLP`` samples in.
 
     The last hidden layer is keyed on its outgoing weights to the first output
-    (``order_by="output"``) or on its biases, inner layers on their biases:
-    made positive by the sign flip (where the activation has one), then
-    sorted ascending. Neither key depends on how any later layer is labelled.
+    (``order_by="output"``) or on its biases, inner layers on their biases.
+    Where the activation has a sign flip, each unit is first flipped so that
+    its key (``sign_by="bias"``, or any layer keyed on the output) or its weight
+    from the layer's first input (``sign_by="input"``; that input is already
+    labelled) is positive; then the keys are sorted ascending. No key depends
+    on how any later layer is labelled.
     """
-    names = weight_names(n_layers)
-    if layer == n_layers - 1 and order_by == "output":
-        key = cur["W_out"][..., :, 0]
-    else:
-        key = cur[names[layer][1]]
-    sign = np.where(key >= 0, 1.0, -1.0) if with_signs else np.ones(key.shape)
+    w_name, b_name = weight_names(n_layers)[layer]
+    on_output = layer == n_layers - 1 and order_by == "output"
+    key = cur["W_out"][..., :, 0] if on_output else cur[b_name]
+    sign_key = cur[w_name][..., 0, :] if sign_by == "input" and not on_output else key
+    sign = np.where(sign_key >= 0, 1.0, -1.0) if with_signs else np.ones(key.shape)
     perm = np.argsort(key * sign, axis=-1, kind="stable")
     return perm, np.take_along_axis(sign, perm, axis=-1)
 

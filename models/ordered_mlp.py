@@ -2,36 +2,41 @@
 
 Which constraint removes which symmetry, layer by layer (H_l units in layer l):
 
-- Every hidden layer l (``order_by="bias"``, the default): the biases
-  ``b{l}`` are *positively ordered* (0 < b_1 < ... < b_H) for activations with
-  a sign flip (tanh, sin, arctan, identity, sigmoid) and *ordered* otherwise.
-  A permutation of the layer's units permutes its biases and a flip negates
-  one, and nothing else moves them (a sigmoid flip changes only the *next*
-  layer's bias), so exactly one of the layer's H_l!·2^H_l copies (H_l!
-  without flips) satisfies the constraint, for generic parameters (biases
-  non-zero and distinct), independently of the other layers.
+- Permutations (``order_by="bias"``, the default): every hidden layer's biases
+  ``b{l}`` are *ordered* (b_1 < ... < b_H). A permutation of the layer's units
+  permutes its biases and nothing else moves them.
+- Sign flips, for activations that have one (tanh, sin, arctan, identity,
+  sigmoid), with ``sign_by="input"`` (the default): each unit's weight from the
+  layer's first input (the first feature, or the first unit of the layer
+  before) is positive, ``W{l}[0, :] > 0``. A flip negates the unit's incoming
+  weights, and the first input is itself already fixed by the layers below,
+  so exactly one sign of each unit qualifies. With ``sign_by="bias"`` the
+  biases are *positively* ordered instead (0 < b_1 < ... < b_H).
 - With ``order_by="output"`` the last hidden layer is keyed instead on its
-  outgoing weights to the first output, ``W_out[:, 0]``, (positively)
-  ordered; the other outputs' weights stay free. Same counting argument.
+  outgoing weights to the first output, ``W_out[:, 0]``, positively ordered
+  (that fixes its signs too); the other outputs' weights stay free.
 
-Which samples better was measured (``benchmarks/identifiability_compare.py``,
-README): on ``mcycle`` with 1x8 tanh, ordering the outgoing weights gave
-canonical-weight R-hat 1.53 and bulk ESS 7 (an ordered weight pinned near 0
-leaves its unit's incoming weights in a funnel), ordering the biases 1.025 and
-155; hence the default. The plain MLP relabelled afterwards did better than
-both (1.002 and 2019).
+In every case exactly one of the H_l!·2^H_l copies of each layer (H_l! without
+flips) satisfies the constraints, for generic parameters, independently of the
+other layers (tested by enumerating the group).
+
+Which samples better was measured (README, "Mixture regressor under NUTS and
+ADVI" and "Identifiability"): ordering the outgoing weights leaves a funnel in
+the incoming weights of a unit whose ordered weight nears 0; fixing signs by
+positive biases puts a boundary where much posterior mass lies (a unit whose
+transition sits near the middle of the standardised inputs has a bias near 0),
+and cost more than half the effective sample size of the predictions on
+``mcycle``; the sign of the first incoming weight, whose 0 means a unit that
+ignores its first input, did not. Hence the defaults.
 
 The transforms are ``pm.distributions.transforms.Ordered`` (``positive=True``
 for the positive ordering, which has better geometry than chaining an ordering
 with a log transform); they work on the last axis, so the first output's
 weights are a vector ``W_out_lead`` and ``W_out`` (hidden{L}, output) is a
-Deterministic. Initial values are spread evenly inside the constrained region,
+Deterministic. Likewise a positive first row of incoming weights is a
+half-normal ``W{l}_lead`` (hidden{l}) with the other rows in ``W{l}_rest``, and
+``W{l}`` is a Deterministic. Initial values lie inside the constrained region,
 so NUTS and ADVI start from a valid point.
-
-Constraints can make NUTS mix worse: the sampler can meet the ordering boundary
-(two units swapping roles) and, where an ordered outgoing weight approaches 0,
-a funnel in that unit's incoming weights. The README compares this model with
-the plain MLP plus relabelling on one problem.
 """
 
 from dataclasses import dataclass, field
@@ -48,6 +53,7 @@ from bnncat.models.mlp import MLP, weight_names, weight_prior_scale
 from bnncat.models.validation import check_choice
 
 ORDER_BY = ("bias", "output")
+SIGN_BY = ("input", "bias")
 
 _Ordered = pm.distributions.transforms.Ordered
 
@@ -63,6 +69,10 @@ class OrderedMLP(MLP):
         What orders the last hidden layer: its biases like every other layer
         (default), or its outgoing weights to the first output. The README's
         comparison says why the default is "bias".
+    sign_by : {"input", "bias"}
+        What fixes the sign of each unit, for activations with a sign flip:
+        its weight from the layer's first input, positive (default), or its
+        bias, with the biases positively ordered. See the module docstring.
 
     See the module docstring for the constraints.
 
@@ -72,54 +82,72 @@ class OrderedMLP(MLP):
     >>> from bnncat.models import OrderedMLP
     >>> X = np.linspace(-1, 1, 20)[:, None]
     >>> model = OrderedMLP(hidden=(4,)).build(X, np.sin(3 * X[:, 0]))
-    >>> model.rvs_to_transforms[model["b1"]].positive
-    True
+    >>> model.rvs_to_transforms[model["b1"]].positive  # ordered; signs fixed by W1_lead > 0
+    False
+    >>> model.named_vars_to_dims["W1_lead"]
+    ('hidden1',)
     """
 
     order_by: str = field(default="bias", kw_only=True)
+    sign_by: str = field(default="input", kw_only=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice(self.order_by, ORDER_BY, "order_by")
+        check_choice(self.sign_by, SIGN_BY, "sign_by")
 
     def layer_parameters(
         self, layer: int, fan_in: int, dims: tuple[str, str], spec: DataSpec
     ) -> tuple[Any, Any]:
         """Create layer ``layer``'s weights and bias, with the ordering constraints."""
         w_name, b_name = weight_names(self.n_hidden_layers)[layer]
-        positive = self.sign_flips
-        last_hidden = self.n_hidden_layers - 1
         scale = weight_prior_scale(self, w_name, fan_in)
-        if w_name != "W_out":
+        if w_name == "W_out":
+            return self._output_layer(dims, scale, spec.n_outputs)
+        if self._signs_by_input(layer):
+            W = _positive_first_row(w_name, scale, fan_in, dims)
+        else:
             W = pm.Normal(w_name, 0.0, scale, dims=dims)
-            if layer == last_hidden and self.order_by == "output":
-                return W, pm.Normal(b_name, 0.0, self.bias_scale, dims=dims[1])
-            b = pm.Normal(
-                b_name,
-                0.0,
-                self.bias_scale,
-                dims=dims[1],
-                transform=_Ordered(positive=positive),
-                initval=_spread(self.hidden[layer], positive, self.bias_scale),
-            )
-            return W, b
-        H = self.hidden[-1]
-        if self.order_by == "bias":
-            W = pm.Normal(w_name, 0.0, scale, dims=dims)
+        if self._keyed_on_output(layer):
             return W, pm.Normal(b_name, 0.0, self.bias_scale, dims=dims[1])
+        positive = self.sign_flips and self.sign_by == "bias"
+        b = pm.Normal(
+            b_name,
+            0.0,
+            self.bias_scale,
+            dims=dims[1],
+            transform=_Ordered(positive=positive),
+            initval=_spread(self.hidden[layer], positive, self.bias_scale),
+        )
+        return W, b
+
+    def _output_layer(self, dims: tuple[str, str], scale: Any, n_outputs: int) -> tuple[Any, Any]:
+        """``W_out`` (free, or its first column positively ordered) and ``b_out``."""
+        if self.order_by == "bias":
+            W = pm.Normal("W_out", 0.0, scale, dims=dims)
+            return W, pm.Normal("b_out", 0.0, self.bias_scale, dims=dims[1])
+        H = self.hidden[-1]
         lead = pm.Normal(
             "W_out_lead",
             0.0,
             scale,
             dims=dims[0],
-            transform=_Ordered(positive=positive),
-            initval=_spread(H, positive, 1.0),
+            transform=_Ordered(positive=self.sign_flips),
+            initval=_spread(H, self.sign_flips, 1.0),
         )
         columns = [lead[:, None]]
-        if spec.n_outputs > 1:
-            columns.append(pm.Normal("W_out_rest", 0.0, scale, shape=(H, spec.n_outputs - 1)))
+        if n_outputs > 1:
+            columns.append(pm.Normal("W_out_rest", 0.0, scale, shape=(H, n_outputs - 1)))
         W = pm.Deterministic("W_out", pt.concatenate(columns, axis=1), dims=dims)
-        return W, pm.Normal(b_name, 0.0, self.bias_scale, dims=dims[1])
+        return W, pm.Normal("b_out", 0.0, self.bias_scale, dims=dims[1])
+
+    def _keyed_on_output(self, layer: int) -> bool:
+        """Whether hidden layer ``layer`` is ordered (and sign-fixed) by ``W_out[:, 0]``."""
+        return layer == self.n_hidden_layers - 1 and self.order_by == "output"
+
+    def _signs_by_input(self, layer: int) -> bool:
+        """Whether hidden layer ``layer``'s signs are fixed by its first incoming weights."""
+        return self.sign_flips and self.sign_by == "input" and not self._keyed_on_output(layer)
 
     def in_constrained_region(self, params: dict[str, np.ndarray]) -> np.ndarray:
         """Whether each draw satisfies the constraints (strictly), over the sample dims.
@@ -133,24 +161,30 @@ class OrderedMLP(MLP):
         True
         """
         names = weight_names(self.n_hidden_layers)
-        keys = [params[names[i][1]] for i in range(self.n_hidden_layers)]
-        if self.order_by == "output":
-            keys[-1] = params["W_out"][..., :, 0]
-        ok = np.ones(np.shape(keys[0])[:-1], dtype=bool)
-        for key in keys:
+        ok = np.ones(np.shape(params["b1"])[:-1], dtype=bool)
+        for layer in range(self.n_hidden_layers):
+            w_name, b_name = names[layer]
+            key = params[b_name]
+            if self._keyed_on_output(layer):
+                key = params["W_out"][..., :, 0]
             ok &= (np.diff(key, axis=-1) > 0).all(axis=-1)
             if self.sign_flips:
-                ok &= (key > 0).all(axis=-1)
+                sign_key = params[w_name][..., 0, :] if self._signs_by_input(layer) else key
+                ok &= (sign_key > 0).all(axis=-1)
         return ok
 
     def free_pieces(self, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``W_out_lead`` (and ``W_out_rest``) from ``W_out``, for ``order_by="output"``."""
-        if self.order_by != "output":
-            return {}
-        W = np.asarray(params["W_out"])
-        pieces = {"W_out_lead": W[..., 0]}
-        if W.shape[-1] > 1:
-            pieces["W_out_rest"] = W[..., 1:]
+        """Split Deterministic weights into their sampled pieces (``W1_lead``, ...)."""
+        pieces = {}
+        names = weight_names(self.n_hidden_layers)
+        for layer in range(self.n_hidden_layers):
+            if self._signs_by_input(layer):
+                pieces |= _split_rows(names[layer][0], np.asarray(params[names[layer][0]]))
+        if self.order_by == "output":
+            W = np.asarray(params["W_out"])
+            pieces["W_out_lead"] = W[..., 0]
+            if W.shape[-1] > 1:
+                pieces["W_out_rest"] = W[..., 1:]
         return pieces
 
     @property
@@ -162,3 +196,20 @@ class OrderedMLP(MLP):
 def _spread(n: int, positive: bool, scale: float) -> np.ndarray:
     """Evenly spaced, strictly increasing initial values inside the constraint."""
     return scale * (np.linspace(0.1, 1.0, n) if positive else np.linspace(-1.0, 1.0, n))
+
+
+def _positive_first_row(name: str, scale: Any, fan_in: int, dims: tuple[str, str]) -> Any:
+    """Weights ``name`` (fan_in, H) whose first row is positive: half-normal, same scale."""
+    rows = [pm.HalfNormal(f"{name}_lead", scale, dims=dims[1])[None, :]]
+    if fan_in > 1:
+        H = len(pm.modelcontext(None).coords[dims[1]])
+        rows.append(pm.Normal(f"{name}_rest", 0.0, scale, shape=(fan_in - 1, H)))
+    return pm.Deterministic(name, pt.concatenate(rows, axis=0), dims=dims)
+
+
+def _split_rows(name: str, W: np.ndarray) -> dict[str, np.ndarray]:
+    """``{name}_lead`` (first row) and ``{name}_rest`` of weights (..., fan_in, H)."""
+    pieces = {f"{name}_lead": W[..., 0, :]}
+    if W.shape[-2] > 1:
+        pieces[f"{name}_rest"] = W[..., 1:, :]
+    return pieces

@@ -47,10 +47,11 @@ def _params(net, rng, n_outputs=1):
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
 @pytest.mark.parametrize("n_outputs", [1, 2])
 @pytest.mark.parametrize("order_by", ["output", "bias"])
+@pytest.mark.parametrize("sign_by", ["input", "bias"])
 def test_each_orbit_meets_the_constrained_region_exactly_once(
-    hidden, activation, n_outputs, order_by
+    hidden, activation, n_outputs, order_by, sign_by
 ):
-    net = OrderedMLP(hidden, activation=activation, order_by=order_by)
+    net = OrderedMLP(hidden, activation=activation, order_by=order_by, sign_by=sign_by)
     params = _params(net, np.random.default_rng(len(hidden) + n_outputs), n_outputs)
     flips = net.sign_flips
     per_layer = [
@@ -76,9 +77,16 @@ def test_variables_dims_and_valid_initial_point():
     ordered = pm.distributions.transforms.Ordered
     model = OrderedMLP((4, 3)).build(ds.X, ds.y)  # default: every layer keyed on its biases
     assert all(isinstance(model.rvs_to_transforms[model[b]], ordered) for b in ("b1", "b2"))
-    assert model.rvs_to_transforms[model["b2"]].positive
+    assert not model.rvs_to_transforms[model["b2"]].positive  # signs by the first inputs
+    assert model.named_vars_to_dims["W1_lead"] == ("hidden1",)  # one feature: no W1_rest
+    assert model.named_vars_to_dims["W2_lead"] == ("hidden2",)
+    assert model["W2_rest"].type.shape == (3, 3)
+    assert model.named_vars_to_dims["W2"] == ("hidden1", "hidden2")
     assert model.named_vars_to_dims["W_out"] == ("hidden2", "output")
     assert np.isfinite(model.compile_logp()(model.initial_point()))
+    model = OrderedMLP((4, 3), sign_by="bias").build(ds.X, ds.y)
+    assert model.rvs_to_transforms[model["b2"]].positive
+    assert "W1_lead" not in model.named_vars
     model = OrderedMLP((4, 3), order_by="output").build(ds.X, ds.y)
     assert model.named_vars_to_dims["W_out"] == ("hidden2", "output")
     assert model.named_vars_to_dims["W_out_lead"] == ("hidden2",)
@@ -111,10 +119,12 @@ def test_every_advi_draw_satisfies_the_constraints():
     assert net.in_constrained_region({k: post[k].values for k in post.data_vars}).all()
 
 
-@pytest.mark.parametrize("order_by", ["output", "bias"])
-def test_ordered_draws_are_already_canonical(order_by):
+@pytest.mark.parametrize(
+    ("order_by", "sign_by"), [("output", "input"), ("bias", "input"), ("bias", "bias")]
+)
+def test_ordered_draws_are_already_canonical(order_by, sign_by):
     ds = data.load("sine", n=40, seed=3)
-    net = OrderedMLP((4, 2), order_by=order_by)
+    net = OrderedMLP((4, 2), order_by=order_by, sign_by=sign_by)
     idata = net.fit(ds.X, ds.y, random_seed=2, **TINY)
     post = idata["posterior"]
     assert net.in_constrained_region({k: post[k].values for k in post.data_vars}).all()
@@ -166,11 +176,27 @@ def test_cli_fits_the_ordered_model(tmp_path):
     assert "OrderedMLP" in load(out / "fit.nc").attrs["bnncat_model"]
 
 
-def test_advi_from_the_map_does_not_start_with_merged_units():
+@pytest.mark.parametrize("sign_by", ["bias", "input"])
+def test_advi_from_the_map_does_not_start_with_merged_units(sign_by):
     # find_MAP ignores the transform's Jacobian, so it may push two ordered biases
     # together (log-increment -> -inf); ADVI started there stayed with merged units
     sine = data.load("sine", n=40, seed=2)
     kwargs = {"method": "advi", "draws": 20, "advi_iterations": 300, "random_seed": 5}
-    idata = OrderedMLP((3,)).fit(sine.X, sine.y, progressbar=False, **kwargs)
+    idata = OrderedMLP((3,), sign_by=sign_by).fit(sine.X, sine.y, progressbar=False, **kwargs)
     b = idata["posterior"]["b1"].values
-    assert (np.diff(b, axis=-1) > 1e-3).all() and (b > 1e-3).all()
+    # what fixes the signs stays off its boundary too: the biases, or the first weights
+    sign_key = b if sign_by == "bias" else idata["posterior"]["W1"].values[..., 0, :]
+    assert (np.diff(b, axis=-1) > 1e-3).all() and (sign_key > 1e-3).all()
+
+
+def test_sign_by_must_be_known():
+    with pytest.raises(ValueError, match="sign_by='weights' is not known"):
+        OrderedMLP((3,), sign_by="weights")
+
+
+def test_a_negative_first_incoming_weight_leaves_the_region():
+    net = OrderedMLP((2,))
+    p = {"W1": np.array([[0.5, 1.0]]), "b1": np.array([-0.3, 0.2]), "W_out": np.ones((2, 1))}
+    assert net.in_constrained_region(p)  # ordered biases may be negative with sign_by="input"
+    p["W1"] = np.array([[0.5, -1.0]])
+    assert not net.in_constrained_region(p)

@@ -150,18 +150,22 @@ def test_recorded_labels_reproduce_the_relabelled_draws():
 
 
 @pytest.mark.parametrize("order_by", ["bias", "output"])
-def test_sort_canonical_form_satisfies_the_ordered_mlp_constraints(order_by):
+@pytest.mark.parametrize("sign_by", ["bias", "input"])
+def test_sort_canonical_form_satisfies_the_ordered_mlp_constraints(order_by, sign_by):
     rng = np.random.default_rng(0)
     net = MLP((5, 4), activation="tanh")
     canon = ident.canonicalize(
-        _idata(_params(net, 2, rng, (3, 7)), net=net), net=net, order_by=order_by
+        _idata(_params(net, 2, rng, (3, 7)), net=net), net=net, order_by=order_by, sign_by=sign_by
     )["posterior"]
     keys = [canon["b1"].values, canon["b2"].values]
+    sign_keys = [canon["W1"].values[..., 0, :], canon["W2"].values[..., 0, :]]
     if order_by == "output":
-        keys[1] = canon["W_out"].values[..., 0]
-    for key in keys:  # positively ordered
-        assert (key > 0).all() and (np.diff(key, axis=-1) > 0).all()
-    ordered = OrderedMLP((5, 4), order_by=order_by)
+        keys[1] = sign_keys[1] = canon["W_out"].values[..., 0]
+    if sign_by == "bias":
+        sign_keys = keys
+    for key, sign_key in zip(keys, sign_keys, strict=True):  # ordered, signs fixed
+        assert (sign_key > 0).all() and (np.diff(key, axis=-1) > 0).all()
+    ordered = OrderedMLP((5, 4), order_by=order_by, sign_by=sign_by)
     assert ordered.in_constrained_region({k: canon[k].values for k in canon.data_vars}).all()
 
 
