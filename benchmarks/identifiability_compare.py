@@ -6,7 +6,9 @@
 - the plain ``MLP``, relabelled afterwards by ``canonicalize`` (sort, pivot;
   last hidden layer keyed on outgoing weights or on biases);
 - ``OrderedMLP(order_by="output")``: positively ordered outgoing weights;
-- ``OrderedMLP(order_by="bias")``: positively ordered biases.
+- ``OrderedMLP(order_by="bias", sign_by="bias")``: positively ordered biases;
+- ``OrderedMLP()`` (the defaults): ordered biases, each unit's weight from the first input
+  positive.
 
 Reported per case (medians over seeds; divergences summed): wall time of the
 fit (and of relabelling), divergences, R-hat and bulk ESS of the predictions
@@ -80,7 +82,12 @@ def main() -> None:
     cases = [
         ("MLP", MLP((8,)), [(m, k) for k in ("output", "bias") for m in ("sort", "pivot")]),
         ("OrderedMLP(order_by='output')", OrderedMLP((8,), order_by="output"), [("sort", None)]),
-        ("OrderedMLP(order_by='bias')", OrderedMLP((8,), order_by="bias"), [("sort", None)]),
+        (
+            "OrderedMLP(sign_by='bias')",
+            OrderedMLP((8,), order_by="bias", sign_by="bias"),
+            [("sort", None)],
+        ),
+        ("OrderedMLP() (sign_by='input')", OrderedMLP((8,)), [("sort", None)]),
     ]
     rows = []
     for seed in args.seeds:
