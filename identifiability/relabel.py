@@ -6,11 +6,11 @@ in every draw):
 
 ``sort``
     The rule of ``OrderedMLP``'s constraints: flip each unit so that its bias
-    (``sign_by="bias"``, the default for a plain MLP) or its weight from the
-    layer's first input (``sign_by="input"``, ``OrderedMLP``'s default) is
-    positive, for activations with a sign flip, and sort the units by bias;
-    with ``order_by="output"`` the last hidden layer uses its outgoing weights
-    to the first output instead, for both. A pure function of the draw:
+    (``sign_by="bias"``, the default) or its weight from the layer's first
+    input (``sign_by="input"``) is positive, for activations with a sign
+    flip, and sort the units by bias; with ``order_by="output"`` the last
+    hidden layer uses its outgoing weights to the first output instead, for
+    both. A pure function of the draw:
     ``canonicalize(g·θ) == canonicalize(θ)`` for every group element g,
     relabelling twice changes nothing, and draws of an ``OrderedMLP`` are
     already canonical.

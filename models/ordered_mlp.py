@@ -6,12 +6,12 @@ Which constraint removes which symmetry, layer by layer (H_l units in layer l):
   ``b{l}`` are *ordered* (b_1 < ... < b_H). A permutation of the layer's units
   permutes its biases and nothing else moves them.
 - Sign flips, for activations that have one (tanh, sin, arctan, identity,
-  sigmoid), with ``sign_by="input"`` (the default): each unit's weight from the
-  layer's first input (the first feature, or the first unit of the layer
-  before) is positive, ``W{l}[0, :] > 0``. A flip negates the unit's incoming
-  weights, and the first input is itself already fixed by the layers below,
-  so exactly one sign of each unit qualifies. With ``sign_by="bias"`` the
-  biases are *positively* ordered instead (0 < b_1 < ... < b_H).
+  sigmoid), with ``sign_by="bias"`` (the default): the biases are *positively*
+  ordered (0 < b_1 < ... < b_H). With ``sign_by="input"``: each unit's weight
+  from the layer's first input (the first feature, or the first unit of the
+  layer before) is positive, ``W{l}[0, :] > 0``, and the biases are ordered
+  only. A flip negates the unit's incoming weights, and the first input is
+  itself already fixed by the layers below, so exactly one sign qualifies.
 - With ``order_by="output"`` the last hidden layer is keyed instead on its
   outgoing weights to the first output, ``W_out[:, 0]``, positively ordered
   (that fixes its signs too); the other outputs' weights stay free.
@@ -20,14 +20,14 @@ In every case exactly one of the H_l!·2^H_l copies of each layer (H_l! without
 flips) satisfies the constraints, for generic parameters, independently of the
 other layers (tested by enumerating the group).
 
-Which samples better was measured (README, "Mixture regressor under NUTS and
-ADVI" and "Identifiability"): ordering the outgoing weights leaves a funnel in
-the incoming weights of a unit whose ordered weight nears 0; fixing signs by
-positive biases puts a boundary where much posterior mass lies (a unit whose
-transition sits near the middle of the standardised inputs has a bias near 0),
-and cost more than half the effective sample size of the predictions on
-``mcycle``; the sign of the first incoming weight, whose 0 means a unit that
-ignores its first input, did not. Hence the defaults.
+Which samples better was measured (README, "Identifiability" and "The model
+grid"): ordering the outgoing weights leaves a funnel in the incoming weights of
+a unit whose ordered weight nears 0. Every sign rule puts a boundary at the zero
+of some parameter, and NUTS loses effective samples wherever posterior mass lies
+there: a bias near 0 (a unit whose transition sits in the middle of the
+standardised inputs) for ``sign_by="bias"``, a first incoming weight near 0 (an
+idle unit) for ``sign_by="input"``. Neither wins everywhere; "bias" failed fewer
+of the convergence checks, hence the default.
 
 The transforms are ``pm.distributions.transforms.Ordered`` (``positive=True``
 for the positive ordering, which has better geometry than chaining an ordering
@@ -53,7 +53,7 @@ from bnncat.models.mlp import MLP, weight_names, weight_prior_scale
 from bnncat.models.validation import check_choice
 
 ORDER_BY = ("bias", "output")
-SIGN_BY = ("input", "bias")
+SIGN_BY = ("bias", "input")
 
 _Ordered = pm.distributions.transforms.Ordered
 
@@ -69,10 +69,10 @@ class OrderedMLP(MLP):
         What orders the last hidden layer: its biases like every other layer
         (default), or its outgoing weights to the first output. The README's
         comparison says why the default is "bias".
-    sign_by : {"input", "bias"}
+    sign_by : {"bias", "input"}
         What fixes the sign of each unit, for activations with a sign flip:
-        its weight from the layer's first input, positive (default), or its
-        bias, with the biases positively ordered. See the module docstring.
+        its bias, with the biases positively ordered (default), or its weight
+        from the layer's first input, positive. See the module docstring.
 
     See the module docstring for the constraints.
 
@@ -82,14 +82,15 @@ class OrderedMLP(MLP):
     >>> from bnncat.models import OrderedMLP
     >>> X = np.linspace(-1, 1, 20)[:, None]
     >>> model = OrderedMLP(hidden=(4,)).build(X, np.sin(3 * X[:, 0]))
-    >>> model.rvs_to_transforms[model["b1"]].positive  # ordered; signs fixed by W1_lead > 0
-    False
-    >>> model.named_vars_to_dims["W1_lead"]
+    >>> model.rvs_to_transforms[model["b1"]].positive
+    True
+    >>> model = OrderedMLP(hidden=(4,), sign_by="input").build(X, np.sin(3 * X[:, 0]))
+    >>> model.named_vars_to_dims["W1_lead"]  # signs fixed by W1[0, :] > 0
     ('hidden1',)
     """
 
     order_by: str = field(default="bias", kw_only=True)
-    sign_by: str = field(default="input", kw_only=True)
+    sign_by: str = field(default="bias", kw_only=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()

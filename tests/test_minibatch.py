@@ -84,7 +84,7 @@ def test_minibatch_with_other_models_and_classification():
     idata = net.fit(sine.X, sine.y, batch_size=10, store_mu=True, **kwargs)
     post = idata["posterior"]
     assert post["mu"].shape == (1, 20, 40, 1)  # mu on the full data
-    # ordered biases, signs fixed (by the first weights, the default): every draw
+    # ordered biases, signs fixed: every draw
     assert net.in_constrained_region({k: post[k].values for k in post.data_vars}).all()
 
 

@@ -77,16 +77,16 @@ def test_variables_dims_and_valid_initial_point():
     ordered = pm.distributions.transforms.Ordered
     model = OrderedMLP((4, 3)).build(ds.X, ds.y)  # default: every layer keyed on its biases
     assert all(isinstance(model.rvs_to_transforms[model[b]], ordered) for b in ("b1", "b2"))
+    assert model.rvs_to_transforms[model["b2"]].positive
+    assert model.named_vars_to_dims["W_out"] == ("hidden2", "output")
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
+    model = OrderedMLP((4, 3), sign_by="input").build(ds.X, ds.y)
     assert not model.rvs_to_transforms[model["b2"]].positive  # signs by the first inputs
     assert model.named_vars_to_dims["W1_lead"] == ("hidden1",)  # one feature: no W1_rest
     assert model.named_vars_to_dims["W2_lead"] == ("hidden2",)
     assert model["W2_rest"].type.shape == (3, 3)
     assert model.named_vars_to_dims["W2"] == ("hidden1", "hidden2")
-    assert model.named_vars_to_dims["W_out"] == ("hidden2", "output")
     assert np.isfinite(model.compile_logp()(model.initial_point()))
-    model = OrderedMLP((4, 3), sign_by="bias").build(ds.X, ds.y)
-    assert model.rvs_to_transforms[model["b2"]].positive
-    assert "W1_lead" not in model.named_vars
     model = OrderedMLP((4, 3), order_by="output").build(ds.X, ds.y)
     assert model.named_vars_to_dims["W_out"] == ("hidden2", "output")
     assert model.named_vars_to_dims["W_out_lead"] == ("hidden2",)
@@ -195,7 +195,7 @@ def test_sign_by_must_be_known():
 
 
 def test_a_negative_first_incoming_weight_leaves_the_region():
-    net = OrderedMLP((2,))
+    net = OrderedMLP((2,), sign_by="input")
     p = {"W1": np.array([[0.5, 1.0]]), "b1": np.array([-0.3, 0.2]), "W_out": np.ones((2, 1))}
     assert net.in_constrained_region(p)  # ordered biases may be negative with sign_by="input"
     p["W1"] = np.array([[0.5, -1.0]])
