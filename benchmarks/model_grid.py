@@ -1,6 +1,6 @@
 """The core grid: every model x {NUTS, ADVI, full-rank ADVI} x data, judged the same way.
 
-Models (1x8 tanh hidden layer each): ``MLP``, ``OrderedMLP``, the mixture
+Models (1x8 tanh hidden layer each): ``MLP``, ``OrderedMLP`` (with either sign rule), the mixture
 regressor's noise form (K = 2, 3) and MDN (K = 2, 3). Data: ``mcycle``,
 ``faithful`` and ``inverse_sine`` (regression; every model) and ``two_moons``
 (classification; ``MLP`` and ``OrderedMLP``). Each data set is split at
@@ -45,6 +45,7 @@ from bnncat.thresholds import RHAT_MAX
 MODELS = {
     "mlp": lambda lik: MLP((8,), likelihood=lik),
     "ordered": lambda lik: OrderedMLP((8,), likelihood=lik),
+    "ordered_input": lambda lik: OrderedMLP((8,), likelihood=lik, sign_by="input"),
     "noise2": lambda lik: MixtureRegressor((8,), n_components=2, form="noise"),
     "noise3": lambda lik: MixtureRegressor((8,), n_components=3, form="noise"),
     "mdn2": lambda lik: MixtureRegressor((8,), n_components=2, form="mdn"),
@@ -120,7 +121,7 @@ def cells(args) -> list[tuple[str, str, str]]:
     out = []
     for dataset in args.data:
         for model in args.models:
-            if DATA[dataset] == "bernoulli" and model not in ("mlp", "ordered"):
+            if DATA[dataset] == "bernoulli" and not model.startswith(("mlp", "ordered")):
                 continue
             out += [(model, dataset, method) for method in args.methods]
     return out
