@@ -8,6 +8,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bnncat.thresholds import MIN_DRAWS
 
@@ -142,7 +143,57 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=1, help="random seed of the whole fit")
     fit.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_diagnose_parser(sub)
+    _add_predict_parser(sub)
     return parser
+
+
+def _add_diagnose_parser(sub: Any) -> None:
+    diag = sub.add_parser(
+        "diagnose",
+        help="diagnose a saved fit again, optionally against held-out data",
+        description=(
+            "Load a fit written by `bnncat fit` (or bnncat.models.save), print the verdict "
+            "and the R-hat of the three spaces, and with --out write report.html, report.md "
+            "and the figures. With --data (and --target for a CSV file) the calibration "
+            "table adds held-out rows."
+        ),
+        formatter_class=_Formatter,
+    )
+    diag.add_argument("fit", type=Path, help="the saved fit (fit.nc)")
+    diag.add_argument(
+        "--data", help="held-out data: a built-in dataset or a CSV file (then give --target)"
+    )
+    diag.add_argument("--target", help="CSV only: the target column")
+    diag.add_argument(
+        "--features", help="CSV only: comma-separated input columns (default: the fit's)"
+    )
+    diag.add_argument("--seed", type=int, default=1, help="seed of the predictive checks")
+    diag.add_argument("--out", type=Path, help="folder for the report (default: print only)")
+
+
+def _add_predict_parser(sub: Any) -> None:
+    pred = sub.add_parser(
+        "predict",
+        help="posterior predictive mean, sd and central interval for new rows",
+        description=(
+            "Load a saved fit and write, for every row of --data, the posterior predictive "
+            "mean, sd and central interval of each output (regression), or each class's "
+            "predictive probability and the most probable class (classification)."
+        ),
+        formatter_class=_Formatter,
+    )
+    pred.add_argument("fit", type=Path, help="the saved fit (fit.nc)")
+    pred.add_argument("--data", required=True, help="new inputs: a CSV file, or a built-in dataset")
+    pred.add_argument(
+        "--features",
+        help="comma-separated input columns, in the fit's order (default: the fit's names)",
+    )
+    pred.add_argument("--out", type=Path, required=True, help="the CSV file to write")
+    pred.add_argument(
+        "--interval", type=float, default=0.9, help="probability of the central interval"
+    )
+    pred.add_argument("--seed", type=int, default=1, help="seed of the predictive draws")
 
 
 def _load_data(args: argparse.Namespace):
@@ -278,6 +329,115 @@ def run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_fit(path: Path):
+    from bnncat.models import load
+
+    if not path.is_file():
+        raise ValueError(f"{path}: no such fit file (write one with `bnncat fit --out`)")
+    return load(path)
+
+
+def _inputs(frame: Any, features: str | None, spec: Any, path: str) -> Any:
+    """Select the fit's input columns of ``frame`` by name (or as ``--features`` lists them)."""
+    columns = features.split(",") if features else list(spec.feature_names)
+    missing = [c for c in columns if c not in frame]
+    if missing:
+        raise ValueError(
+            f"--data {path}: columns {missing} are missing (the fit's inputs are "
+            f"{list(spec.feature_names)}; name others with --features): {list(frame)}"
+        )
+    if len(columns) != spec.n_features:
+        raise ValueError(f"--features: the fit has {spec.n_features} inputs, not {len(columns)}")
+    return frame[columns]
+
+
+def run_diagnose(args: argparse.Namespace) -> int:
+    """Diagnose a saved fit (optionally on held-out data); return the exit code."""
+    from bnncat.models import read_net
+
+    idata = _load_fit(args.fit)
+    X_test = y_test = None
+    if args.data:
+        X_test, y_test, _ = _load_data(args)
+        X_test = _inputs(X_test, args.features, read_net(idata)[1], args.data)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bnncat.identifiability import diagnose
+
+    report = diagnose(idata, X_test=X_test, y_test=y_test, random_seed=args.seed)
+    print(report.verdict)
+    conv = report.convergence
+    print(
+        "\nR-hat (max) of raw weights {:.3f}, relabelled weights {:.3f}, predictions {:.3f}; "
+        "min bulk ESS of the predictions {:.0f}.".format(
+            *conv["max_rhat"].iloc[:3], conv.iloc[2]["min_ess_bulk"]
+        )
+    )
+    if X_test is not None:
+        held = report.calibration[report.calibration["data"] == "held-out"]
+        print(f"\nHeld-out ({len(y_test)} rows):")
+        print(held.to_string(index=False))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for path in report.write(args.out).values():
+            print(f"  {path}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Write the posterior predictive summary of every new row; return the exit code."""
+    import pandas as pd
+
+    from bnncat import data
+    from bnncat.models import predict, read_net
+
+    if not 0 < args.interval < 1:
+        raise ValueError(f"--interval {args.interval}: give a probability in (0, 1)")
+    if args.out.suffix.lower() != ".csv":
+        raise ValueError(f"--out {args.out}: give a .csv file to write")
+    idata = _load_fit(args.fit)
+    net, spec = read_net(idata)
+    if args.data in data.names():
+        ds = data.load(args.data)
+        frame = pd.DataFrame(ds.X, columns=list(ds.feature_names))
+    elif Path(args.data).suffix.lower() == ".csv" and Path(args.data).is_file():
+        frame = pd.read_csv(args.data)
+    else:
+        raise ValueError(f"--data {args.data!r} is neither a built-in dataset nor a .csv file")
+    X = _inputs(frame, args.features, spec, args.data)
+    draws = predict(idata, X, random_seed=args.seed)["predictions"]["y"]
+    y = draws.values.reshape(-1, *draws.shape[2:])  # (draws, rows[, outputs])
+    table = _predictive_table(y, spec, net.lik.task, args.interval)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    pd.concat([X.reset_index(drop=True), table], axis=1).to_csv(args.out, index=False)
+    print(f"Wrote {len(table)} rows to {args.out}")
+    return 0
+
+
+def _predictive_table(y: Any, spec: Any, task: str, interval: float) -> Any:
+    """Per row: mean, sd and central interval per output, or class probabilities."""
+    import numpy as np
+    import pandas as pd
+
+    if task == "classification":
+        classes = range(max(spec.n_classes, 2))
+        probs = {f"p_{k}": (y == k).mean(axis=0) for k in classes}
+        table = pd.DataFrame(probs)
+        table["predicted"] = table.to_numpy().argmax(axis=1)
+        return table
+    y = y.reshape(*y.shape[:2], -1)
+    lo, hi = (1 - interval) / 2, (1 + interval) / 2
+    columns = {}
+    for j, name in enumerate(spec.output_names):
+        columns[f"{name}_mean"] = y[..., j].mean(axis=0)
+        columns[f"{name}_sd"] = y[..., j].std(axis=0, ddof=1)
+        columns[f"{name}_q{lo:.3g}"] = np.quantile(y[..., j], lo, axis=0)
+        columns[f"{name}_q{hi:.3g}"] = np.quantile(y[..., j], hi, axis=0)
+    return pd.DataFrame(columns)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bnncat`` command."""
     args = build_parser().parse_args(argv)
@@ -288,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in data.names():
                 print(f"{name:16s} {data.load(name).description.splitlines()[0][:90]}")
             return 0
-        return run_fit(args)
+        runs = {"fit": run_fit, "diagnose": run_diagnose, "predict": run_predict}
+        return runs[args.command](args)
     except (ValueError, TypeError) as err:
         print(f"bnncat: error: {err}", file=sys.stderr)
         return 2

@@ -1,8 +1,11 @@
 """The command-line main job."""
 
+import contextlib
+import io
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,6 +21,16 @@ def test_help_explains_every_option():
         if action.dest != "help":
             assert action.help, f"option {action.option_strings} has no help text"
             assert action.option_strings[0] in text
+
+
+@pytest.mark.parametrize("command", ["diagnose", "predict"])
+def test_help_of_the_other_commands_explains_every_option(command):
+    parser = build_parser()._subparsers._group_actions[0].choices[command]
+    text = parser.format_help()
+    for action in parser._actions:
+        if action.dest != "help":
+            assert action.help, f"{command} {action.option_strings or action.dest} has no help"
+            assert (action.option_strings or [action.dest])[0] in text
 
 
 def test_model_defaults_are_the_library_defaults():
@@ -143,3 +156,81 @@ def test_datasets_lists_all(capsys):
     printed = capsys.readouterr().out
     for name in ("mcycle", "faithful", "galaxies", "sine", "two_moons"):
         assert name in printed
+
+
+@pytest.fixture(scope="module")
+def saved_fit(tmp_path_factory):
+    """A small fit written by `bnncat fit`, and what the command printed."""
+    out = tmp_path_factory.mktemp("cli") / "res"
+    argv = ["fit", "--data", "mcycle", "--hidden", "3", "--draws", "40", "--tune", "40"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert (
+            main([*argv, "--chains", "2", "--seed", "3", "--out", str(out), "--no-progress"]) == 0
+        )
+    return out / "fit.nc", printed.getvalue()
+
+
+def test_diagnose_reproduces_the_verdict_of_fit(saved_fit, capsys):
+    path, printed_by_fit = saved_fit
+    assert main(["diagnose", str(path), "--seed", "3"]) == 0
+    verdict = capsys.readouterr().out.split("\n\nR-hat")[0]
+    assert verdict.startswith("(") and verdict in printed_by_fit
+
+
+def test_diagnose_on_held_out_data_writes_the_report(saved_fit, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["diagnose", str(saved_fit[0]), "--data", "mcycle", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Held-out (133 rows)" in printed and "CRPS" in printed
+    assert (out / "report.html").is_file() and "held-out" in (out / "report.md").read_text()
+
+
+def test_predict_writes_one_row_per_input_row(saved_fit, tmp_path):
+    new = tmp_path / "new.csv"
+    pd.DataFrame({"other": [1, 2, 3, 4], "times": [2.0, 15.0, 30.0, 50.0]}).to_csv(new, index=False)
+    out = tmp_path / "pred" / "p.csv"
+    argv = ["predict", str(saved_fit[0]), "--data", str(new), "--out", str(out)]
+    assert main([*argv, "--interval", "0.8"]) == 0
+    pred = pd.read_csv(out)
+    assert list(pred.columns) == ["times", "accel_mean", "accel_sd", "accel_q0.1", "accel_q0.9"]
+    assert len(pred) == 4 and (pred["times"] == [2.0, 15.0, 30.0, 50.0]).all()
+    assert (pred["accel_q0.1"] < pred["accel_mean"]).all()
+    assert (pred["accel_mean"] < pred["accel_q0.9"]).all() and (pred["accel_sd"] > 0).all()
+
+
+def test_predict_gives_class_probabilities(tmp_path):
+    out = tmp_path / "res"
+    argv = ["fit", "--data", "two_moons", "--method", "advi", "--draws", "50"]
+    assert main([*argv, "--advi-iterations", "300", "--out", str(out), "--no-progress"]) == 0
+    pred_path = tmp_path / "p.csv"
+    assert (
+        main(["predict", str(out / "fit.nc"), "--data", "two_moons", "--out", str(pred_path)]) == 0
+    )
+    pred = pd.read_csv(pred_path)
+    assert {"p_0", "p_1", "predicted"} <= set(pred.columns)
+    assert np.allclose(pred["p_0"] + pred["p_1"], 1.0)
+    assert (pred["predicted"] == (pred["p_1"] > pred["p_0"]).astype(int)).all()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--features", "nosuch"], "columns ['nosuch'] are missing"),
+        (["--interval", "1.5"], "--interval 1.5: give a probability in (0, 1)"),
+        (["--data", "nosuch.csv"], "neither a built-in dataset nor a .csv file"),
+    ],
+)
+def test_predict_bad_input_is_a_clear_error_and_writes_nothing(
+    saved_fit, tmp_path, capsys, extra, message
+):
+    out = tmp_path / "p.csv"
+    argv = ["predict", str(saved_fit[0]), "--data", "mcycle", "--out", str(out)]
+    assert main([*argv, *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_diagnose_of_a_missing_file_is_a_clear_error(tmp_path, capsys):
+    assert main(["diagnose", str(tmp_path / "none.nc")]) == 2
+    assert "no such fit file" in capsys.readouterr().err
