@@ -24,6 +24,11 @@ Layout of the groups (what ArviZ needs: ``observed_data``,
   the tree as it is; for ``az.loo_pit``, ``az.loo_score``, ``az.loo_metrics``
   and ``az.plot_loo_pit`` take one output with :func:`select_output` (the
   leave-one-row-out weights then come from the joint likelihood).
+
+Draws from an approximation (ADVI, whose ``sample_stats`` keep each draw's log p
+and log q) are scored by ``az.loo_approximate_posterior``, whose weights also
+give the LOO-PIT values; ``az.loo_metrics`` and ``az.loo_score`` take no such
+correction and weigh those draws as if they were posterior draws.
 """
 
 import math
@@ -480,9 +485,31 @@ def _quiet_arviz(func, *args, **kwargs):
         return func(*args, **kwargs)
 
 
+def _elpd_loo(tree: xr.DataTree) -> tuple[Any, str]:
+    """PSIS-LOO of the fit, and the name of the ArviZ function that computed it.
+
+    Draws from an approximation (ADVI: ``sample_stats`` holds each draw's log p and
+    log q) are not posterior draws: ``az.loo_approximate_posterior`` corrects the
+    importance weights by p/q; plain ``az.loo`` would score q instead.
+    """
+    stats = tree["sample_stats"] if "sample_stats" in tree.children else None
+    if stats is not None and {"log_p", "log_q"} <= set(stats.data_vars):
+        elpd = _quiet_arviz(
+            az.loo_approximate_posterior, tree, stats["log_p"], stats["log_q"], pointwise=True
+        )
+        return elpd, "az.loo_approximate_posterior"
+    return _quiet_arviz(az.loo, tree, pointwise=True), "az.loo"
+
+
+def _loo_pit(view: xr.DataTree, elpd: Any = None) -> np.ndarray:
+    """LOO-PIT values of ``y`` (az.loo_pit), with the given LOO's weights if any."""
+    weights = {} if elpd is None else {"log_weights": elpd.log_weights, "pareto_k": elpd.pareto_k}
+    return _quiet_arviz(az.loo_pit, view, **weights)["y"].values
+
+
 def _loo_rows(tree: xr.DataTree, fit: _Training, levels: tuple[float, ...]) -> list[dict]:
     """Rows on the training data by PSIS-LOO, all from ArviZ."""
-    elpd = _quiet_arviz(az.loo, tree, pointwise=True)
+    elpd, how = _elpd_loo(tree)
     k = np.asarray(elpd.pareto_k).ravel()
     k_note = (
         f"Pareto k > {PARETO_K_MAX}: {int((k > PARETO_K_MAX).sum())} of {k.size} rows "
@@ -496,7 +523,7 @@ def _loo_rows(tree: xr.DataTree, fit: _Training, levels: tuple[float, ...]) -> l
             LOO,
             elpd.elpd,
             elpd.se,
-            note=f"elpd_loo (az.loo), p_loo = {elpd.p:.2f}; {k_note}",
+            note=f"elpd_loo ({how}), p_loo = {elpd.p:.2f}; {k_note}",
         ),
         _row(
             "log predictive density per row",
@@ -531,7 +558,7 @@ def _loo_rows(tree: xr.DataTree, fit: _Training, levels: tuple[float, ...]) -> l
     for j, name in enumerate(names):
         view = select_output(tree, j) if len(names) > 1 else tree
         suffix = f" [{name}]" if len(names) > 1 else ""
-        pit = _quiet_arviz(az.loo_pit, view)["y"].values
+        pit = _loo_pit(view, elpd if how != "az.loo" else None)
         for lev in levels:
             inside = _in_central(pit, lev)
             rows.append(
@@ -844,9 +871,11 @@ def pit_values(
         )
     tree = _groups(idata, fit, seed)
     names = list(fit.spec.output_names)
+    elpd, how = _elpd_loo(tree)
+    weights = elpd if how != "az.loo" else None  # draws from an approximation: p/q weights
     loo = np.stack(
         [
-            _quiet_arviz(az.loo_pit, select_output(tree, j) if len(names) > 1 else tree)["y"].values
+            _loo_pit(select_output(tree, j) if len(names) > 1 else tree, weights)
             for j in range(len(names))
         ],
         axis=-1,

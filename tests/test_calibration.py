@@ -502,6 +502,28 @@ def test_real_fit_end_to_end_and_single_chain(small_fit):
     assert add_predictive_groups(one)["log_likelihood"]["y"].shape == (1, 200, 40)
 
 
+def test_loo_of_draws_from_an_approximation_is_corrected_by_p_over_q():
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-2, 2, size=(40, 1))
+    y = np.tanh(X[:, 0]) + 0.2 * rng.normal(size=40)
+    idata = MLP((3,)).fit(
+        X, y, method="advi", draws=200, advi_iterations=2000, random_seed=1, progressbar=False
+    )
+    table = calibration_table(idata, random_seed=5)
+    groups = add_predictive_groups(idata, random_seed=5)
+    st = groups["sample_stats"]
+    elpd = az.loo_approximate_posterior(groups, st["log_p"], st["log_q"], pointwise=True)
+    lpd = row(table, "log predictive density", LOO)
+    assert lpd.value == pytest.approx(elpd.elpd) and lpd.se == pytest.approx(elpd.se)
+    assert "az.loo_approximate_posterior" in lpd.note
+    assert lpd.value != pytest.approx(az.loo(groups).elpd)  # plain LOO would score q
+    pit = az.loo_pit(groups, log_weights=elpd.log_weights, pareto_k=elpd.pareto_k)["y"].values
+    assert row(table, "coverage 90%", LOO).value == pytest.approx(
+        np.mean((pit >= 0.05) & (pit <= 0.95))
+    )
+    np.testing.assert_allclose(pit_values(idata, random_seed=5)["loo_pit"].values[:, 0], pit)
+
+
 # -- validation ------------------------------------------------------------------------------
 
 
