@@ -31,6 +31,7 @@ from bnncat.identifiability.hopping import mode_hopping, unit_label_changes
 from bnncat.identifiability.relabel import METHODS, canonicalize, resolve_net
 from bnncat.identifiability.verdict import Verdict, judge
 from bnncat.models.attrs import write_attrs
+from bnncat.models.fitting import METHOD_KINDS
 from bnncat.models.ordered_mlp import OrderedMLP
 from bnncat.models.prediction import net_and_spec
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int, check_X
@@ -310,10 +311,11 @@ def diagnose(
     X_probe = check_X(X_probe, "X_probe", n_features=spec.n_features)
     calibration.check_test_data(idata, X_test, y_test, net=net)
 
-    fit_method = idata.attrs.get("fit_method") or _infer_method(idata)
+    fit_method = idata.attrs.get("fit_method") or "unknown"
+    kind = fit_kind(idata)
     if "bnncat_config" not in idata.attrs:  # a user's own run: record what it is
         idata = idata.copy()
-        write_attrs(idata, net, spec, {"method": fit_method, "random_seed": None})
+        write_attrs(idata, net, spec, {"method": fit_method, "kind": kind, "random_seed": None})
     canon = canonicalize(idata, method=method, net=net)
     hopping, hopping_summary = mode_hopping(canon, net=net, tol=tol)
     params = {k: post[k].values for k in post.data_vars}
@@ -330,7 +332,7 @@ def diagnose(
     conv = convergence_table(spaces, rhat_threshold=rhat_threshold)
     sampler = (
         sampler_health(idata, max_treedepth=max_treedepth)
-        if fit_method == "nuts"
+        if kind == "mcmc"
         else (pd.DataFrame())
     )
     functional, distance = functional_modes(predictions, threshold=mode_threshold, loglik=loglik)
@@ -354,7 +356,7 @@ def diagnose(
         hopping=hopping,
         hopping_summary=hopping_summary,
         functional=functional,
-        method=fit_method,
+        kind=kind,
         rhat_threshold=rhat_threshold,
         vi_pareto_k=vi_k,
         ordered=isinstance(net, OrderedMLP),
@@ -418,9 +420,19 @@ def vi_pareto_k(idata: xr.DataTree) -> float | None:
     return float(weights.azstats.pareto_khat(tail="right", r_eff=1.0))
 
 
-def _infer_method(idata: xr.DataTree) -> str:
+def fit_kind(idata: xr.DataTree) -> str:
+    """``"mcmc"`` (Markov chains) or ``"approximation"`` (draws from one fitted distribution).
+
+    From the attrs of a catalogue fit (older fits: from their method); for a user's own
+    run, Markov chains leave sampler statistics such as ``diverging``.
+    """
+    kind = idata.attrs.get("fit_kind")
+    if kind:
+        return str(kind)
+    if idata.attrs.get("fit_method") in METHOD_KINDS:
+        return METHOD_KINDS[idata.attrs["fit_method"]]
     stats = idata["sample_stats"] if "sample_stats" in idata.children else None
-    return "nuts" if stats is not None and "diverging" in stats else "advi"
+    return "mcmc" if stats is not None and "diverging" in stats else "approximation"
 
 
 def _fmt(x: float) -> str:

@@ -63,7 +63,7 @@ def judge(
     hopping: pd.DataFrame,
     hopping_summary: dict[str, Any],
     functional: pd.DataFrame,
-    method: str,
+    kind: str,
     rhat_threshold: float = RHAT_MAX,
     vi_pareto_k: float | None = None,
     ordered: bool = False,
@@ -76,8 +76,8 @@ def judge(
     chains = len(functional)
     rhat = convergence["max_rhat"]
     ess_pred = float(convergence.loc["predictions", "min_ess_bulk"])
-    if method != "nuts":
-        return _judge_advi(vi_pareto_k)
+    if kind != "mcmc":
+        return _judge_approximation(vi_pareto_k)
     steps: list[str] = []
     divergences = int(sampler["divergences"].sum()) if "divergences" in sampler else 0
     total = int(sampler["draws"].sum()) if "draws" in sampler else 1
@@ -215,11 +215,11 @@ def judge(
     )
 
 
-def _judge_advi(vi_pareto_k: float | None) -> Verdict:
+def _judge_approximation(vi_pareto_k: float | None) -> Verdict:
     cannot = (
-        "ADVI draws come from one Gaussian approximation: there are no chains to compare "
-        "(no R-hat), no divergences, and nothing here can show other modes, heavier tails "
-        "or correlations that the approximation leaves out."
+        "the draws come from one fitted approximation (ADVI: a Gaussian): there are no "
+        "chains to compare (no R-hat), no divergences, and nothing here can show other "
+        "modes, heavier tails or correlations that the approximation leaves out."
     )
     if vi_pareto_k is None:
         return Verdict(

@@ -54,6 +54,7 @@ def write_attrs(
             if fit_options.get("random_seed") is None
             else int(fit_options["random_seed"]),
             "fit_method": str(fit_options["method"]),
+            "fit_kind": str(fit_options.get("kind", "")),
         }
     )
 

@@ -20,6 +20,9 @@ from bnncat.thresholds import MIN_ESS_PER_CHAIN, RHAT_MAX
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 METHODS = ("nuts", "advi", "fullrank_advi")
+#: What each method's draws are: several Markov chains, or draws from one fitted
+#: distribution. Diagnoses read the kind from the attrs, never the method's name.
+METHOD_KINDS = {"nuts": "mcmc", "advi": "approximation", "fullrank_advi": "approximation"}
 ADVI_INITS = ("map", "pymc")
 #: Adam step sizes by method (full-rank ADVI's noisier gradients need a smaller one).
 DEFAULT_LEARNING_RATES = {"advi": 0.01, "fullrank_advi": 0.001}
@@ -301,6 +304,7 @@ def fit(
         )
     fit_options = {
         "method": method,
+        "kind": METHOD_KINDS[method],
         "draws": draws,
         "tune": tune,
         "chains": chains,

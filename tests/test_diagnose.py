@@ -246,7 +246,7 @@ def _tables(raw, rel, pred, modes=(1, 1), divergences=0, copies=1, modal=1.0):
         "hopping": hopping,
         "hopping_summary": summary,
         "functional": functional,
-        "method": "nuts",
+        "kind": "mcmc",
     }
 
 
@@ -298,3 +298,18 @@ def test_held_out_calibration_rows(mcycle_fit):
     report = ident.diagnose(mcycle_fit, X_test=ds.X[::3], y_test=ds.y[::3])
     held = report.calibration[report.calibration["data"] == "held-out"]
     assert {"coverage 90%", "RMSE", "CRPS", "log predictive density"} <= set(held["metric"])
+
+
+def test_the_kind_of_a_fit_comes_from_its_attrs_or_its_sampler_stats(mcycle_fit):
+    from bnncat.identifiability.diagnosis import fit_kind
+
+    assert mcycle_fit.attrs["fit_kind"] == "mcmc" and fit_kind(mcycle_fit) == "mcmc"
+    older = mcycle_fit.copy()
+    del older.attrs["fit_kind"]  # saved before kinds were recorded: from the method
+    older.attrs["fit_method"] = "fullrank_advi"
+    assert fit_kind(older) == "approximation"
+    own = mcycle_fit.copy()  # a user's own pm.sample: no attrs, NUTS's statistics
+    own.attrs = {}
+    assert fit_kind(own) == "mcmc"
+    del own["sample_stats"]
+    assert fit_kind(own) == "approximation"
