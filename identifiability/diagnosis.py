@@ -331,9 +331,7 @@ def diagnose(
     }
     conv = convergence_table(spaces, rhat_threshold=rhat_threshold)
     sampler = (
-        sampler_health(idata, max_treedepth=max_treedepth)
-        if kind == "mcmc"
-        else (pd.DataFrame())
+        sampler_health(idata, max_treedepth=max_treedepth) if kind == "mcmc" else (pd.DataFrame())
     )
     functional, distance = functional_modes(predictions, threshold=mode_threshold, loglik=loglik)
     canon_post = canon["posterior"]
