@@ -501,6 +501,20 @@ def _elpd_loo(tree: xr.DataTree) -> tuple[Any, str]:
     return _quiet_arviz(az.loo, tree, pointwise=True), "az.loo"
 
 
+def _rmse(mean: np.ndarray, y: np.ndarray) -> Any:
+    """RMSE of the predictive mean (n,) against ``y``, with its se, by ``az.metrics``.
+
+    ``az.metrics`` averages the posterior predictive over its samples first; given the
+    exact predictive mean (from each draw's conditional mean) as the one sample, it
+    scores that mean without the Monte Carlo noise of one predictive draw per draw.
+    """
+    pred = xr.Dataset({"y": (("chain", "draw", "obs"), mean[None, None])})
+    tree = xr.DataTree.from_dict(
+        {"observed_data": xr.Dataset({"y": ("obs", y)}), "posterior_predictive": pred}
+    )
+    return az.metrics(tree, kind="rmse", round_to="none")
+
+
 def _loo_pit(view: xr.DataTree, elpd: Any = None) -> np.ndarray:
     """LOO-PIT values of ``y`` (az.loo_pit), with the given LOO's weights if any."""
     weights = {} if elpd is None else {"log_weights": elpd.log_weights, "pareto_k": elpd.pareto_k}
@@ -697,16 +711,14 @@ def _direct_rows(
                     f"y_test) from Uniform(0, 1); p = {ks.pvalue:.3g}",
                 )
             )
-        sq = (y[:, j] - mean[:, j]) ** 2
-        rmse = math.sqrt(sq.mean())
+        rmse = _rmse(mean[:, j], y[:, j])
         rows.append(
             _row(
                 f"RMSE{suffix}",
                 data,
-                rmse,
-                # delta method on the mean squared error, as az.loo_metrics does
-                sq.std(ddof=1) / math.sqrt(n) / (2 * rmse) if n > 1 and rmse > 0 else np.nan,
-                note="y against the posterior predictive mean",
+                rmse.mean,
+                rmse.se if n > 1 else np.nan,
+                note="az.metrics(kind='rmse'): y against the posterior predictive mean",
             )
         )
         crps = _crps_from_draws(flat_draws[:, :, j], y[:, j])
