@@ -220,8 +220,7 @@ def plot_conditional_density(
     -----
     Colours follow the square root of the density so that weak modes stay
     visible next to sharp ones; the colorbar is labelled in density units.
-    Time grows with ``n_x * max_draws * n_y``: the defaults take about a
-    second or two for a 1×8 network with three mixture components.
+    Time grows with ``n_x * max_draws * n_y``.
 
     Examples
     --------

@@ -246,8 +246,8 @@ def _unit_features(cur: dict[str, np.ndarray], layer: int, n_layers: int) -> np.
 def _mean_relabelled(flat: np.ndarray, perm: np.ndarray, sign: np.ndarray) -> np.ndarray:
     """Return the reference: slot k's mean of ``sign[i, k] * flat[i, perm[i, k]]`` over draws i."""
     n, n_units = perm.shape
-    # one gather of rows of the (n * H, d) array and one contraction: take_along_axis, a
-    # product and a mean over (n, H, d) took 2.5x as long
+    # one gather of rows of the (n * H, d) array and one contraction, rather than
+    # take_along_axis, a product and a mean over (n, H, d)
     rows = flat.reshape(n * n_units, -1)[perm + n_units * np.arange(n)[:, None]]
     return np.einsum("ik,ikd->kd", sign, rows) / n
 
@@ -263,21 +263,21 @@ def _match(
     perm = np.empty((n, n_units), dtype=np.int64)
     sign = np.ones((n, n_units))
     units = np.arange(n_units)
-    # blocks of about 1 MiB of costs keep the (draws, H, H) temporaries in cache: elementwise
-    # passes over all draws at once took as long as the solver
+    # blocks of about 1 MiB of costs keep the (draws, H, H) temporaries in cache, where
+    # elementwise passes over all draws at once would cost as much as the solver
     size = max(1, 2**17 // n_units**2)
     for start in range(0, n, size):
         block = slice(start, start + size)
         dots = flat[block] @ reference.T  # (draws, H units, H slots)
         # minimise ||s f_j - r_k||^2 = |f_j|^2 - 2 s f_j . r_k + |r_k|^2 over s and the
         # assignment; |f_j|^2 is the same for every assignment too, but the slot minima
-        # below, and so the solver's speed (4x), depend on keeping it
+        # below, and so the solver's speed, depend on keeping it
         cost = np.abs(dots) if with_signs else dots.copy()
         cost *= -2
         cost += (flat[block] ** 2).sum(-1)[..., :, None]
         # Subtracting each slot's minimum lowers every assignment's cost by the same amount,
         # so the optimum is unchanged; scipy's solver starts from zero potentials and runs
-        # 3-4x faster from this column reduction (the Hungarian method's first step).
+        # faster from this column reduction (the Hungarian method's first step).
         cost -= cost.min(axis=-2, keepdims=True)
         # Each unit's cheapest entry, summed over units, is a lower bound on every
         # assignment's cost: where no two units share their cheapest slot, that assignment

@@ -254,10 +254,9 @@ def _chains(index: Any) -> str:
 def _functional_mode_steps(local_optimum: bool) -> tuple[str, ...]:
     """Next steps for chains in different functional modes.
 
-    Separated modes that fit equally well stay separated however long NUTS tunes
-    (noise form, K=3, ``inverse_sine``: prediction R-hat 1.53 at tune=1000 and 3000 and
-    at target_accept=0.95), but the pooled chains predict better than any one mode, and
-    8 chains reproduce that predictive across seeds (README, "The model grid").
+    Separated modes that fit equally well stay separated however long NUTS tunes, but
+    the pooled chains can predict better than any one mode, and enough chains make
+    that predictive repeatable across seeds (measured in README, "The model grid").
     """
     pool = (
         "run more chains (chains=8 or more) and use their pooled predictive: it averages "

@@ -45,8 +45,8 @@ LARGE_MODEL_WORK = 100_000
 #: Optimisation steps per compiled chunk of the JAX ADVI loop (progress, NaN checks).
 ADVI_CHUNK = 1000
 #: Training rows at most that fit's convergence check evaluates the network at, evenly
-#: spaced in the data's order: ArviZ's R-hat and ESS at all 2000 rows of 4 x 1000 draws
-#: took 3.8 s, more than many fits (``diagnose`` checks every probe input).
+#: spaced in the data's order: R-hat and ESS at thousands of rows can take longer than
+#: the fit itself (``diagnose`` checks every probe input).
 CHECK_ROWS = 200
 #: Floats per block of draws when the convergence check evaluates the network (32 MB).
 _FORWARD_BLOCK = 2**22
@@ -127,10 +127,7 @@ def fit(
         L-BFGS from a jittered initial point, every sd 0.05. ``"pymc"``:
         PyMC's default (means at the initial point, where all weights are
         zero, sd 1), which on BNNs tends to stop in a poor optimum that prunes
-        hidden units and overestimates the noise. Measured on ``sine`` (N=100,
-        true noise sd 0.1), 1x8 tanh, 20k steps, 4 seeds: max error of the mean
-        function 0.26-0.28 and noise sd 0.24-0.25 from PyMC's start against
-        0.05-0.08 and 0.10-0.11 from the MAP.
+        hidden units and overestimates the noise (README, "What is in it").
     store_mu : bool
         Keep the network output ``mu`` at the training inputs for every draw
         in the posterior (memory: draws x chains x n x outputs). ``predict``
@@ -148,15 +145,13 @@ def fit(
         Floating point precision of the JAX computations (NUTS on numpyro or
         blackjax, ``advi_engine="jax"``); PyMC's own NUTS, nutpie and
         ``advi_engine="pymc"`` always use float64. ``"auto"``: float32 on
-        JAX (NumPyro's own default; 1.6-1.7x the gradients per second of float64
-        for NUTS on a 1x16 net and ``mcycle``, 1.6x on 2x32 and N=2000, ADVI 5x
-        faster per iteration on small nets), float64 with ``batch_size``
-        (minibatch rows are 64-bit indices). The posterior is stored in float64
+        JAX (NumPyro's own default, and faster: README, "Performance"), float64
+        with ``batch_size`` (minibatch rows are 64-bit indices). The posterior is stored in float64
         either way; the draws differ, their distribution does not.
     advi_engine : {"jax", "pymc"}
         ``"jax"``: PyMC's ADVI objective and Adam updates, compiled with the
-        whole optimisation loop into one JAX program (4-5x faster per
-        iteration than ``"pymc"`` on small nets, up to 60x on larger ones).
+        whole optimisation loop into one JAX program (faster per iteration
+        than ``"pymc"``, the more so the larger the net: README, "Performance").
         ``"pymc"``: ``pm.fit``, which calls a compiled step once per iteration
         from Python.
 
@@ -225,9 +220,8 @@ def fit(
         )
     large = X_arr.shape[0] * _n_free_parameters(model) >= LARGE_MODEL_WORK
     if precision == "auto":
-        # float32 wherever JAX computes (NUTS: 1.6x the gradients per second of float64
-        # on 1x16 / mcycle; ADVI: 5x faster per iteration), but minibatch rows are
-        # 64-bit indices (README, "Performance")
+        # float32 wherever JAX computes (faster for NUTS and ADVI: README, "Performance"),
+        # but minibatch rows are 64-bit indices
         precision = "float32" if on_jax and batch_size is None else "float64"
 
     if method == "nuts":
@@ -332,7 +326,7 @@ def _advi_start(
 
     For a ``large`` problem the log density and its gradient are evaluated by JAX
     on a copy of the model with its data frozen into constants (JAX needs static
-    shapes): 2x32 tanh on N=2000 took 12 s against 22 s with PyTensor's C backend.
+    shapes), which beat PyTensor's C backend on such problems.
     """
     search, backend = model, None
     if large:
@@ -376,7 +370,7 @@ def _make_inference(model: pm.Model, method: str, random_seed: int, start: dict)
     From a MAP start, full-rank ADVI's Cholesky factor starts at ``ADVI_START_SD``
     on its diagonal like the mean-field sds: PyMC's own start (softplus(1) = 1.3)
     swamped the MAP with noise, and the loss rose from its first iterations and ended
-    above where it began (faithful, 1x8: 387 -> 607 for the MLP, 977 -> 2423 for an MDN).
+    above where it began (README, "The model grid").
     """
     inference_class = pm.ADVI if method == "advi" else pm.FullRankADVI
     inference = inference_class(model=model, random_seed=random_seed, **start)

@@ -50,18 +50,18 @@ def _writable(path: Path) -> bool:
 def compilation_cache() -> Iterator[None]:
     """Keep the programs XLA compiles in a fit on disk, and load them in later fits.
 
-    A NUTS fit of a small net spends 2.5-3 s of its 5-7 s compiling numpyro's
-    sampler and the log density (27 programs for 1x16 tanh on ``mcycle``); a
-    later fit of the same model and data (any seed, draws unchanged), in this
-    session or a new one, loads them instead (README, "Performance"). PyMC's C
+    A NUTS fit of a small net spends about half its time compiling numpyro's
+    sampler and the log density; a later fit of the same model and data (any
+    seed, draws unchanged), in this session or a new one, loads them instead
+    (README, "Performance", has the figures). PyMC's C
     backend does the same with ``~/.pytensor``. The programs are the ones XLA
     would compile, so the draws are identical with and without the cache.
 
     A cache folder the user gave JAX (``JAX_COMPILATION_CACHE_DIR``) is used as it
     is; ours is set only inside the fit, and skipped where it cannot be written
     (a read-only home): the fit then compiles as without a cache. Every program
-    is cached, however fast it compiled (JAX's default skips those under 1 s,
-    which are all of ours).
+    is cached, however fast it compiled (JAX's default skips quickly compiled
+    ones, which are all of ours).
     """
     import jax
     from jax.experimental.compilation_cache import compilation_cache as jax_cache
@@ -123,8 +123,8 @@ def compiled_start_checks() -> Iterator[None]:
     """Let ``pm.sample`` check its jittered start points with a compiled log density.
 
     PyMC's numpyro bridge evaluates the log density at each chain's jittered
-    start op by op, and JAX compiles every primitive on its own: 0.7 s of an 8 s
-    fit of a 1x16 net on ``mcycle``. The function handed out here runs compiled
+    start op by op, and JAX compiles every primitive on its own, a noticeable part
+    of a small fit (README, "Performance"). The function handed out here runs compiled
     on concrete arrays and unchanged while numpyro traces it into the sampler,
     so the start points, the sampler's program and the draws stay as they were.
     """
