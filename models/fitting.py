@@ -15,6 +15,12 @@ from scipy import stats
 
 from bnncat.models.attrs import write_attrs
 from bnncat.models.jax_runtime import compilation_cache, jax_session
+from bnncat.models.pymc_internals import (
+    CHECK_PARAMETER_REWRITE,
+    approximation_seed,
+    check_versions,
+    trace_of_draws,
+)
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
 from bnncat.thresholds import MIN_ESS_PER_CHAIN, RHAT_MAX
 
@@ -172,6 +178,7 @@ def fit(
     >>> net = MLP(hidden=(8,))
     >>> idata = net.fit(ds.X, ds.y, draws=500, chains=4, random_seed=1)  # doctest: +SKIP
     """
+    check_versions()
     method = check_choice(method, METHODS, "method")
     advi_init = check_choice(advi_init, ADVI_INITS, "advi_init")
     nuts_sampler = check_choice(nuts_sampler, NUTS_SAMPLERS, "nuts_sampler")
@@ -484,8 +491,8 @@ def _fit_advi_jax(
         outputs, replace={v: pt.constant(v.get_value(borrow=True)) for v in shared}
     )
     graph = FunctionGraph(inputs=inputs, outputs=outputs, clone=True)
-    # PyMC's compile turns parameter checks into -inf (local_check_parameter_to_ninf_switch)
-    rewrites = JAX_MODE.provided_optimizer.including("local_check_parameter_to_ninf_switch")
+    # PyMC's compile turns parameter checks into -inf by this rewrite
+    rewrites = JAX_MODE.provided_optimizer.including(CHECK_PARAMETER_REWRITE)
     Mode(linker=JAX_MODE.linker, optimizer=rewrites).optimizer.rewrite(graph)
     params = {id(p) for p in inference.approx.params}
 
@@ -581,10 +588,7 @@ def _sample_approximation(
     at every training row unless asked for). ``observed_data`` and
     ``constant_data`` come from ``model``.
     """
-    from pymc.backends.base import MultiTrace
-    from pymc.backends.ndarray import NDArray
-
-    samples = approx.sample_dict_fn(draws, random_seed=_seed_for_draws(random_seed))
+    samples = approx.sample_dict_fn(draws, random_seed=approximation_seed(random_seed))
     names = [model.rvs_to_values[rv].name for rv in model.free_RVs]
     missing = set(names) - set(samples)
     if missing:  # pragma: no cover - the minibatch copy has the same free variables
@@ -593,26 +597,8 @@ def _sample_approximation(
     # themselves (for the log densities of each draw)
     wanted = set(keep) | set(names)
     record = [v for v in model.unobserved_value_vars if v.name in wanted]
-    trace = NDArray(
-        model=model,
-        vars=record,
-        test_point={name: np.asarray(samples[name][0]) for name in names},
-    )
-    trace.setup(draws=draws, chain=0)
-    for i in range(draws):
-        trace.record({name: np.asarray(samples[name][i]) for name in names}, in_warmup=False)
-    trace.close()
-    return pm.to_inference_data(
-        MultiTrace([trace]), model=model, log_likelihood=False, include_transformed=True
-    )
-
-
-def _seed_for_draws(random_seed: int) -> int:
-    """Derive the seed as ``Approximation.sample`` does from ``random_seed``."""
-    from pymc.util import _get_seeds_per_chain
-
-    (seed,) = _get_seeds_per_chain(random_seed, 1)
-    return int(seed)
+    trace = trace_of_draws(model, record, {name: samples[name] for name in names}, draws)
+    return pm.to_inference_data(trace, model=model, log_likelihood=False, include_transformed=True)
 
 
 def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str, float]:

@@ -12,6 +12,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from bnncat.models.pymc_internals import replaced_jaxified_logp
+
 #: Environment variable naming the folder of the persistent compilation cache, or
 #: ``off`` to compile afresh in every fit.
 CACHE_ENV = "BNNCAT_JAX_CACHE"
@@ -129,26 +131,23 @@ def compiled_start_checks() -> Iterator[None]:
     so the start points, the sampler's program and the draws stay as they were.
     """
     import jax
-    import pymc.sampling.jax as pymc_jax
 
-    original = pymc_jax.get_jaxified_logp
+    def make(original: Any) -> Any:
+        def get_jaxified_logp(model: Any, negative_logp: bool = True) -> Any:
+            logp = original(model, negative_logp=negative_logp)
+            compiled = jax.jit(logp)
 
-    def get_jaxified_logp(model: Any, negative_logp: bool = True) -> Any:
-        logp = original(model, negative_logp=negative_logp)
-        compiled = jax.jit(logp)
+            def logp_fn(x: Any) -> Any:
+                if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x)):
+                    return logp(x)
+                return compiled(x)
 
-        def logp_fn(x: Any) -> Any:
-            if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x)):
-                return logp(x)
-            return compiled(x)
+            return logp_fn
 
-        return logp_fn
+        return get_jaxified_logp
 
-    pymc_jax.get_jaxified_logp = get_jaxified_logp
-    try:
+    with replaced_jaxified_logp(make):
         yield
-    finally:
-        pymc_jax.get_jaxified_logp = original
 
 
 @contextmanager

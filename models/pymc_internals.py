@@ -1,0 +1,95 @@
+"""Every private PyMC/PyTensor API the catalogue relies on, in one place.
+
+PyMC has no public way to do these things, so each is used here and nowhere else;
+``tests/test_pymc_internals.py`` fails, naming the call, when a PyMC or PyTensor
+update removes or moves one. :func:`check_versions` warns once when the installed
+PyMC is outside the range these calls were checked against.
+
+- ``pymc.util._get_seeds_per_chain``: the seed ``Approximation.sample`` derives
+  from its ``random_seed`` (the catalogue reproduces its draws exactly).
+- ``pymc.backends.ndarray.NDArray`` and ``pymc.backends.base.MultiTrace``: a trace
+  of chosen variables, filled from draws of a fitted approximation.
+- The rewrite ``local_check_parameter_to_ninf_switch`` of PyTensor's
+  ``canonicalize`` database (registered by ``pymc.logprob.utils``): PyMC's own
+  compile applies it to turn parameter checks into -inf; the JAX ADVI loop asks
+  for it by name.
+- ``pymc.sampling.jax.get_jaxified_logp``: replaced for the duration of a NUTS fit
+  (``jax_runtime.compiled_start_checks``) and restored afterwards.
+"""
+
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+#: PyMC versions (major, minor) whose private APIs below were checked.
+CHECKED_PYMC = ((6, 4), (6, 99))
+#: The rewrite PyMC's compile applies to parameter checks, looked up by name.
+CHECK_PARAMETER_REWRITE = "local_check_parameter_to_ninf_switch"
+#: (module, attribute) of every private object used here, for the test that guards them.
+PRIVATE_CALLS = (
+    ("pymc.util", "_get_seeds_per_chain"),
+    ("pymc.backends.ndarray", "NDArray"),
+    ("pymc.backends.base", "MultiTrace"),
+    ("pymc.sampling.jax", "get_jaxified_logp"),
+)
+_warned = False
+
+
+def check_versions() -> None:
+    """Warn (once) when PyMC is outside the versions whose private APIs were checked."""
+    global _warned
+    import pymc
+
+    version = tuple(int(p) for p in pymc.__version__.split(".")[:2])
+    low, high = CHECKED_PYMC
+    if not low <= version <= high and not _warned:
+        _warned = True
+        warnings.warn(
+            f"PyMC {pymc.__version__} is outside the versions bnncat's use of private PyMC "
+            f"APIs was checked against ({low[0]}.{low[1]} to {high[0]}.x); run "
+            "tests/test_pymc_internals.py",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
+def approximation_seed(random_seed: int) -> int:
+    """Derive the seed ``Approximation.sample`` derives from ``random_seed``."""
+    from pymc.util import _get_seeds_per_chain
+
+    (seed,) = _get_seeds_per_chain(random_seed, 1)
+    return int(seed)
+
+
+def trace_of_draws(
+    model: Any, record: list[Any], samples: Mapping[str, np.ndarray], draws: int
+) -> Any:
+    """Fill a one-chain PyMC trace of the ``record`` variables from value draws."""
+    from pymc.backends.base import MultiTrace
+    from pymc.backends.ndarray import NDArray
+
+    names = list(samples)
+    trace = NDArray(
+        model=model, vars=record, test_point={n: np.asarray(samples[n][0]) for n in names}
+    )
+    trace.setup(draws=draws, chain=0)
+    for i in range(draws):
+        trace.record({n: np.asarray(samples[n][i]) for n in names}, in_warmup=False)
+    trace.close()
+    return MultiTrace([trace])
+
+
+@contextmanager
+def replaced_jaxified_logp(make: Any) -> Iterator[None]:
+    """Replace ``pymc.sampling.jax.get_jaxified_logp`` by ``make(original)``, then restore it."""
+    import pymc.sampling.jax as pymc_jax
+
+    original = pymc_jax.get_jaxified_logp
+    pymc_jax.get_jaxified_logp = make(original)
+    try:
+        yield
+    finally:
+        pymc_jax.get_jaxified_logp = original

@@ -1,0 +1,44 @@
+"""The private PyMC/PyTensor APIs bnncat relies on still exist (bnncat.models.pymc_internals)."""
+
+import importlib
+
+import pytensor
+import pytest
+
+from bnncat.models import pymc_internals
+
+
+@pytest.mark.parametrize(("module", "name"), pymc_internals.PRIVATE_CALLS)
+def test_private_call_exists(module, name):
+    found = getattr(importlib.import_module(module), name, None)
+    assert found is not None, (
+        f"{module}.{name} is gone in this PyMC/PyTensor: bnncat.models.pymc_internals uses it"
+    )
+
+
+def test_the_parameter_check_rewrite_is_registered_by_name():
+    import pymc.logprob.utils  # noqa: F401  (registers PyMC's rewrites)
+
+    names = pytensor.compile.optdb["canonicalize"].__db__
+    assert pymc_internals.CHECK_PARAMETER_REWRITE in names, (
+        f"PyTensor's canonicalize database has no {pymc_internals.CHECK_PARAMETER_REWRITE!r}: "
+        "the JAX ADVI loop of bnncat.models.fitting asks for it by name"
+    )
+
+
+def test_the_jaxified_logp_is_restored_after_a_fit():
+    import pymc.sampling.jax as pymc_jax
+
+    before = pymc_jax.get_jaxified_logp
+    with pymc_internals.replaced_jaxified_logp(lambda original: "replaced"):
+        assert pymc_jax.get_jaxified_logp == "replaced"
+    assert pymc_jax.get_jaxified_logp is before
+
+
+def test_a_pymc_outside_the_checked_versions_is_warned_about(monkeypatch):
+    import pymc
+
+    monkeypatch.setattr(pymc, "__version__", "7.0.0")
+    monkeypatch.setattr(pymc_internals, "_warned", False)
+    with pytest.warns(UserWarning, match="outside the versions"):
+        pymc_internals.check_versions()
