@@ -32,7 +32,6 @@ from bnncat.identifiability.relabel import METHODS, canonicalize, resolve_net
 from bnncat.identifiability.verdict import Verdict, judge
 from bnncat.models.attrs import write_attrs
 from bnncat.models.fitting import METHOD_KINDS
-from bnncat.models.ordered_mlp import OrderedMLP
 from bnncat.models.prediction import net_and_spec
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int, check_X
 from bnncat.thresholds import DEFAULT_MAX_TREEDEPTH, MIN_DRAWS, RHAT_MAX
@@ -288,7 +287,7 @@ def diagnose(
     # every check before any computation
     net = resolve_net(idata, net)
     if method is None:
-        method = "sort" if isinstance(net, OrderedMLP) else "pivot"
+        method = "sort" if net.samples_canonically else "pivot"
     method = check_choice(method, METHODS, "method")
     rhat_threshold = check_positive_float(rhat_threshold, "rhat_threshold")
     if rhat_threshold <= 1:
@@ -357,7 +356,7 @@ def diagnose(
         kind=kind,
         rhat_threshold=rhat_threshold,
         vi_pareto_k=vi_k,
-        ordered=isinstance(net, OrderedMLP),
+        ordered=net.samples_canonically,
     )
     options = {
         "title": f"{type(net).__name__} {tuple(net.hidden)} {net.activation}, {fit_method}",

@@ -352,10 +352,6 @@ def _percent(p: float) -> str:
 
 def _model_label(net: Any, idata: xr.DataTree) -> str:
     """Short description of a fit for a title: model, head, layers and method."""
-    name = type(net).__name__
-    if name == "MixtureRegressor":
-        head = f"{net.form}, K={net.n_components}"
-    else:
-        head = net.likelihood
+    name, head = type(net).__name__, net.head_label()
     method = idata.attrs.get("fit_method", "")
     return f"{name} ({head}) {tuple(net.hidden)}" + (f", {method}" if method else "")

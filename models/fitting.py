@@ -622,7 +622,7 @@ def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str,
     params = {k: post[k].values for k in post.data_vars}
     # in blocks of draws: the hidden activations of all draws at all rows at once would
     # take chains x draws x n x width floats (2 GB for 4 x 1000 draws, N=2000, width 32)
-    width = max(*net.hidden, 3 * getattr(net, "n_components", 1) * spec.n_outputs)
+    width = max(*net.hidden, net.head_size(spec))
     block = max(1, _FORWARD_BLOCK // (post.sizes["chain"] * X.shape[0] * width))
     mu = np.concatenate(
         [

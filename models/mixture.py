@@ -107,6 +107,16 @@ class MixtureRegressor(MLP):
         """Dim of the last layer: ``output`` (noise form) or ``head`` (MDN)."""
         return "output" if self.form == "noise" else "head"
 
+    def head_size(self, spec: DataSpec) -> int:
+        """Width of the last layer: the outputs, or K logits, means and scales of each."""
+        if self.form == "noise":
+            return spec.n_outputs
+        return len(HEAD_KINDS) * self.n_components * spec.n_outputs
+
+    def head_label(self) -> str:
+        """Describe the last layer for titles: the form and number of components."""
+        return f"{self.form}, K={self.n_components}"
+
     def extra_coords(self, spec: DataSpec) -> dict[str, Sequence]:
         """Add the ``component`` coords, and the MDN's ``head`` coords."""
         K = self.n_components

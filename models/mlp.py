@@ -207,6 +207,16 @@ class MLP:
 
     #: Dim of the network's last layer: the outputs themselves for a plain MLP.
     head_dim = "output"
+    #: Whether the draws already lie in one canonical copy (constraints while sampling).
+    samples_canonically = False
+
+    def head_size(self, spec: DataSpec) -> int:
+        """Width of the network's last layer (``head_dim``)."""
+        return spec.n_outputs
+
+    def head_label(self) -> str:
+        """Describe what the last layer models, in a few words for titles."""
+        return self.likelihood
 
     def extra_coords(self, spec: DataSpec) -> dict[str, Sequence]:
         """Coords beyond feature, hidden{l} and output (none for a plain MLP)."""

@@ -91,6 +91,7 @@ class OrderedMLP(MLP):
 
     order_by: str = field(default="bias", kw_only=True)
     sign_by: str = field(default="bias", kw_only=True)
+    samples_canonically = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
