@@ -15,7 +15,8 @@ import xarray as xr
 
 from bnncat.identifiability.relabel import resolve_net
 from bnncat.identifiability.symmetry import has_sign_flip
-from bnncat.models.mlp import MLP, weight_names
+from bnncat.models.mlp import MLP
+from bnncat.models.ordered_mlp import unit_keys
 from bnncat.models.validation import check_positive_float
 
 
@@ -134,15 +135,14 @@ def _ambiguous_draws(canon: xr.DataTree, net: MLP, tol: float) -> np.ndarray:
     order_by = canon["relabelling"].attrs.get("order_by", "bias")
     sign_by = canon["relabelling"].attrs.get("sign_by", "bias")
     flips = has_sign_flip(net.activation)
-    names = weight_names(net.n_hidden_layers)
+    params = {k: post[k].values for k in post.data_vars}
     out = np.zeros(post["b1"].shape[:2], dtype=bool)
     for layer in range(net.n_hidden_layers):
-        on_output = layer == net.n_hidden_layers - 1 and order_by == "output"
-        key = post["W_out"].values[..., :, 0] if on_output else post[names[layer][1]].values
+        key, sign_key = unit_keys(
+            params, layer, net.n_hidden_layers, order_by=order_by, sign_by=sign_by
+        )
         out |= _near(np.diff(np.sort(key, axis=-1), axis=-1), key, tol)
         if flips:  # the sign of a unit whose sign key is ~0 is a coin toss
-            by_input = sign_by == "input" and not on_output
-            sign_key = post[names[layer][0]].values[..., 0, :] if by_input else key
             out |= _near(sign_key, sign_key, tol)
     return out
 

@@ -35,7 +35,7 @@ from scipy.optimize import linear_sum_assignment
 from bnncat.identifiability.symmetry import SIGN_FLIP, apply_to_layer
 from bnncat.models.attrs import stored_or_given_net
 from bnncat.models.mlp import MLP, weight_names
-from bnncat.models.ordered_mlp import ORDER_BY, SIGN_BY
+from bnncat.models.ordered_mlp import ORDER_BY, SIGN_BY, unit_keys
 from bnncat.models.prediction import net_and_spec
 from bnncat.models.validation import check_choice, check_positive_int
 
@@ -220,10 +220,7 @@ def _sort_rule(
     labelled) is positive; then the keys are sorted ascending. No key depends
     on how any later layer is labelled.
     """
-    w_name, b_name = weight_names(n_layers)[layer]
-    on_output = layer == n_layers - 1 and order_by == "output"
-    key = cur["W_out"][..., :, 0] if on_output else cur[b_name]
-    sign_key = cur[w_name][..., 0, :] if sign_by == "input" and not on_output else key
+    key, sign_key = unit_keys(cur, layer, n_layers, order_by=order_by, sign_by=sign_by)
     sign = np.where(sign_key >= 0, 1.0, -1.0) if with_signs else np.ones(key.shape)
     perm = np.argsort(key * sign, axis=-1, kind="stable")
     return perm, np.take_along_axis(sign, perm, axis=-1)

@@ -162,16 +162,13 @@ class OrderedMLP(MLP):
         >>> bool(OrderedMLP(hidden=(2,)).in_constrained_region(p))
         True
         """
-        names = weight_names(self.n_hidden_layers)
         ok = np.ones(np.shape(params["b1"])[:-1], dtype=bool)
         for layer in range(self.n_hidden_layers):
-            w_name, b_name = names[layer]
-            key = params[b_name]
-            if self._keyed_on_output(layer):
-                key = params["W_out"][..., :, 0]
+            key, sign_key = unit_keys(
+                params, layer, self.n_hidden_layers, order_by=self.order_by, sign_by=self.sign_by
+            )
             ok &= (np.diff(key, axis=-1) > 0).all(axis=-1)
             if self.sign_flips:
-                sign_key = params[w_name][..., 0, :] if self._signs_by_input(layer) else key
                 ok &= (sign_key > 0).all(axis=-1)
         return ok
 
@@ -193,6 +190,29 @@ class OrderedMLP(MLP):
     def sign_flips(self) -> bool:
         """Whether the activation has a sign-flip symmetry to remove as well."""
         return ACTIVATIONS[self.activation].sign_flip is not None
+
+
+def unit_keys(
+    params: dict[str, np.ndarray],
+    layer: int,
+    n_layers: int,
+    *,
+    order_by: str = "bias",
+    sign_by: str = "bias",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the keys of hidden layer ``layer``'s units (0-based): what orders and signs them.
+
+    The order key is the layer's biases, or for the last hidden layer with
+    ``order_by="output"`` its outgoing weights to the first output. The sign key
+    is the order key, or with ``sign_by="input"`` each unit's weight from the
+    layer's first input. ``OrderedMLP`` constrains both to be increasing and
+    positive; ``canonicalize(method="sort")`` flips and sorts units by them.
+    """
+    w_name, b_name = weight_names(n_layers)[layer]
+    on_output = layer == n_layers - 1 and order_by == "output"
+    key = params["W_out"][..., :, 0] if on_output else params[b_name]
+    sign_key = params[w_name][..., 0, :] if sign_by == "input" and not on_output else key
+    return np.asarray(key), np.asarray(sign_key)
 
 
 def _spread(n: int, positive: bool, scale: float) -> np.ndarray:
