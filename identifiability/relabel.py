@@ -32,7 +32,8 @@ import numpy as np
 import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
-from bnncat.identifiability.symmetry import SIGN_FLIP, apply_to_layer
+from bnncat.identifiability.symmetry import apply_to_layer
+from bnncat.models.activations import sign_flip
 from bnncat.models.attrs import stored_or_given_net
 from bnncat.models.mlp import MLP, weight_names
 from bnncat.models.ordered_mlp import ORDER_BY, SIGN_BY, unit_keys
@@ -149,7 +150,7 @@ def sort_labels(
     params: dict[str, np.ndarray], net: MLP, *, order_by: str = "bias", sign_by: str = "bias"
 ) -> tuple[dict[str, np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Canonical draws by the sign rule and bias order; also the labels applied."""
-    flip = SIGN_FLIP[net.activation]
+    flip = sign_flip(net.activation)
     cur = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     perms, signs = [], []
     for layer in range(net.n_hidden_layers):
@@ -175,7 +176,7 @@ def pivot_labels(
     Also returns the labels applied and, per layer, the number of matching
     passes: the last pass changed no label, unless the count is ``max_iter``.
     """
-    flip = SIGN_FLIP[net.activation]
+    flip = sign_flip(net.activation)
     with_signs = flip is not None
     n_layers = net.n_hidden_layers
     cur = {k: np.array(v, dtype=np.float64) for k, v in params.items()}

@@ -24,17 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from bnncat.models.activations import ACTIVATIONS
+from bnncat.models.activations import has_sign_flip, sign_flip
 from bnncat.models.mlp import MLP, weight_names
-
-#: How each activation's units can be sign-flipped: "odd" (plain flip),
-#: "complement" (sigmoid: flip plus a correction of the next bias) or None.
-SIGN_FLIP: dict[str, str | None] = {name: a.sign_flip for name, a in ACTIVATIONS.items()}
-
-
-def has_sign_flip(activation: str) -> bool:
-    """Whether units with this activation can be sign-flipped exactly."""
-    return SIGN_FLIP[activation] is not None
 
 
 def symmetry_size(net: MLP) -> int:
@@ -112,7 +103,7 @@ def apply_group_element(
     >>> q["W1"], q["W_out"][:, 0]
     (array([[-2.,  1.]]), array([-4.,  3.]))
     """
-    flip = SIGN_FLIP[activation]
+    flip = sign_flip(activation)
     if signs is not None and flip is None and np.any(np.asarray(signs[0]) != 1):
         raise ValueError(f"activation={activation!r} has no sign-flip symmetry; pass signs=None")
     out = {k: np.array(v, dtype=np.float64, copy=True) for k, v in params.items()}
@@ -173,7 +164,7 @@ def random_group_element(
 
 def describe_symmetries(net: MLP) -> dict[str, Any]:
     """Per-layer account of the discrete and continuous symmetries of ``net``."""
-    flip = SIGN_FLIP[net.activation]
+    flip = sign_flip(net.activation)
     continuous = {
         "relu": "positive rescaling of each unit (c * incoming, outgoing / c)",
         "identity": "any invertible linear map between consecutive layers",

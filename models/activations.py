@@ -44,6 +44,20 @@ class Activation:
         return self.sign_flip == "odd"
 
 
+def sign_flip(activation: str) -> str | None:
+    """How units with ``activation`` can be sign-flipped: "odd", "complement" or None.
+
+    The one answer every part of the catalogue asks (symmetry group, relabelling,
+    ``OrderedMLP``'s constraints).
+    """
+    return ACTIVATIONS[activation].sign_flip
+
+
+def has_sign_flip(activation: str) -> bool:
+    """Whether units with ``activation`` can be sign-flipped exactly."""
+    return sign_flip(activation) is not None
+
+
 def _gelu_tensor(z):
     return 0.5 * z * (1.0 + pt.erf(z / np.sqrt(2.0)))
 

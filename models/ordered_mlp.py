@@ -46,7 +46,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from bnncat.models.activations import ACTIVATIONS
+from bnncat.models.activations import has_sign_flip
 from bnncat.models.attrs import register_model
 from bnncat.models.data_spec import DataSpec
 from bnncat.models.mlp import MLP, weight_names, weight_prior_scale
@@ -189,7 +189,7 @@ class OrderedMLP(MLP):
     @property
     def sign_flips(self) -> bool:
         """Whether the activation has a sign-flip symmetry to remove as well."""
-        return ACTIVATIONS[self.activation].sign_flip is not None
+        return has_sign_flip(self.activation)
 
 
 def unit_keys(

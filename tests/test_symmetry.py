@@ -10,9 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bnncat import identifiability as ident
-from bnncat.identifiability.symmetry import SIGN_FLIP
 from bnncat.models import MLP, OrderedMLP, mlp_forward
-from bnncat.models.activations import ACTIVATIONS
+from bnncat.models.activations import ACTIVATIONS, sign_flip
 from bnncat.models.data_spec import DataSpec
 from bnncat.models.mlp import weight_names
 
@@ -182,7 +181,7 @@ def test_the_input_is_left_untouched():
 def _brute_force_orbit(net, params):
     """Distinct parameter vectors over every element of the group."""
     seen = set()
-    flips = SIGN_FLIP[net.activation] is not None
+    flips = sign_flip(net.activation) is not None
     per_layer = []
     for h in net.hidden:
         signs = list(itertools.product([-1, 1], repeat=h)) if flips else [None]
