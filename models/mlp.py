@@ -264,6 +264,12 @@ class MLP:
         """Per-draw order of likelihood components to relabel by (None: no components)."""
         return None
 
+    def apply_component_labels(
+        self, params: Mapping[str, np.ndarray], perm: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Permute the likelihood's components (a plain MLP has none: unchanged)."""
+        return dict(params)
+
     def free_pieces(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Free variables sampled in pieces of a stored variable, recomputed from it.
 
