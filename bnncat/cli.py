@@ -308,14 +308,8 @@ def run_fit(args: argparse.Namespace) -> int:
         written[name] = path
 
     print(f"\nDone in {elapsed:.1f} s.")
-    print(f"\n{report.verdict}")
-    conv = report.convergence
-    print(
-        "\nR-hat (max) of raw weights {:.3f}, relabelled weights {:.3f}, predictions {:.3f}; "
-        "min bulk ESS of the predictions {:.0f}.".format(
-            *conv["max_rhat"].iloc[:3], conv.iloc[2]["min_ess_bulk"]
-        )
-    )
+    print()
+    _print_verdict(report)
     print(
         "summary.csv and trace.png show the weights relabelled to one canonical copy "
         "(bnncat.identifiability.canonicalize, method pivot); report.html has the diagnosis."
@@ -327,6 +321,18 @@ def run_fit(args: argparse.Namespace) -> int:
     for what, path in written.items():
         print(f"  {what:24s} {path}")
     return 0
+
+
+def _print_verdict(report: Any) -> None:
+    """Print the verdict and the R-hat of the three spaces, as fit and diagnose both do."""
+    conv = report.convergence
+    print(report.verdict)
+    print(
+        "\nR-hat (max) of raw weights {:.3f}, relabelled weights {:.3f}, predictions {:.3f}; "
+        "min bulk ESS of the predictions {:.0f}.".format(
+            *conv["max_rhat"].iloc[:3], conv.iloc[2]["min_ess_bulk"]
+        )
+    )
 
 
 def _load_fit(path: Path):
@@ -367,14 +373,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
     from bnncat.identifiability import diagnose
 
     report = diagnose(idata, X_test=X_test, y_test=y_test, random_seed=args.seed)
-    print(report.verdict)
-    conv = report.convergence
-    print(
-        "\nR-hat (max) of raw weights {:.3f}, relabelled weights {:.3f}, predictions {:.3f}; "
-        "min bulk ESS of the predictions {:.0f}.".format(
-            *conv["max_rhat"].iloc[:3], conv.iloc[2]["min_ess_bulk"]
-        )
-    )
+    _print_verdict(report)
     if X_test is not None:
         held = report.calibration[report.calibration["data"] == "held-out"]
         print(f"\nHeld-out ({len(y_test)} rows):")
