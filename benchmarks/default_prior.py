@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from bnncat import data
+from bnncat.evaluation.density import log_predictive_density
 from bnncat.models import MLP, predict
-from bnncat.models.density import log_predictive_density
 
 METHODS = ("nuts", "advi", "fullrank_advi")
 

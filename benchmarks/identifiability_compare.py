@@ -33,7 +33,7 @@ import pandas as pd
 from bnncat import data
 from bnncat import identifiability as ident
 from bnncat.models import MLP, OrderedMLP, read_net
-from bnncat.models.fitting import prediction_convergence
+from bnncat.models.inference.convergence_check import prediction_convergence
 
 WEIGHTS = ["W1", "b1", "W_out", "b_out"]
 

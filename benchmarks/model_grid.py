@@ -36,10 +36,10 @@ import pandas as pd
 import xarray as xr
 
 from bnncat import data
-from bnncat.identifiability.calibration import add_predictive_groups
+from bnncat.evaluation.calibration import add_predictive_groups
+from bnncat.evaluation.density import log_predictive_density
 from bnncat.models import MLP, MixtureRegressor, OrderedMLP, predict, read_net
-from bnncat.models.density import log_predictive_density
-from bnncat.models.fitting import prediction_convergence
+from bnncat.models.inference.convergence_check import prediction_convergence
 from bnncat.thresholds import RHAT_MAX
 
 MODELS = {

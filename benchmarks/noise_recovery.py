@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from bnncat import identifiability as ident
+from bnncat.evaluation.density import log_predictive_density
 from bnncat.models import MLP, MixtureRegressor
-from bnncat.models.density import log_predictive_density
 
 WEIGHTS = np.array([0.3, 0.7])
 LOCS = np.array([-1.4, 0.6])  # 0.3 * -1.4 + 0.7 * 0.6 = 0: noise of mean zero

@@ -370,7 +370,7 @@ def standardise(X: np.ndarray, y: np.ndarray):
 
 
 def chain_method(chains: int) -> str:
-    """Apply the rule of ``bnncat.models.fitting.numpyro_chain_method`` (without PyMC)."""
+    """Apply the rule of ``bnncat.models.inference.nuts.numpyro_chain_method`` (without PyMC)."""
     import jax
 
     if jax.local_device_count() >= chains:
@@ -394,7 +394,7 @@ def run_nuts(case_name: str, contender: str, seed: int, quick: bool) -> dict:
     if contender in CATALOGUE or contender == "pymc":
         import pymc as pm
 
-        from bnncat.models.fitting import numpyro_chain_method
+        from bnncat.models.inference.nuts import numpyro_chain_method
 
         assert numpyro_chain_method(2) == chain_method(2)
     import_s = time.perf_counter() - t_import

@@ -41,7 +41,8 @@ def prior_draws(form: str, X: np.ndarray, y: np.ndarray, draws: int, seed: int) 
         warnings.simplefilter("ignore", UserWarning)
         idata = pm.sample_prior_predictive(draws=draws, model=model, random_seed=seed)
     params = {k: v.values[0] for k, v in idata["prior"].items()}
-    w, means, sds, _ = net.components(params, X_arr, spec)  # (draw, n, output, component)
+    mixture = net.observation_parameters(params, X_arr, spec)  # (draw, n, output, component)
+    w, sds = mixture["w"], mixture["sigma"]
     return {
         "y": idata["prior_predictive"]["y"].values[0, :, :, 0],  # (draw, n)
         "mu": params["mu"][..., 0],

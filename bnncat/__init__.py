@@ -2,6 +2,7 @@
 
 import os
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("bnn-catalogue")
@@ -17,3 +18,26 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={HOST_DEVICES}"
     ).strip()
+
+# The public API, `from bnncat import diagnose`. It is loaded on first use (PEP 562), so
+# that `import bnncat` (the command line's start, `bnncat --help`) stays free of PyMC and
+# JAX, and the XLA flags above are set before anything can start JAX.
+if TYPE_CHECKING:
+    from bnncat.report import DiagnosticReport, diagnose
+
+__all__ = ["DiagnosticReport", "HOST_DEVICES", "__version__", "diagnose"]
+_LAZY = {"DiagnosticReport", "diagnose"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``diagnose`` and ``DiagnosticReport`` from :mod:`bnncat.report` on first use."""
+    if name in _LAZY:
+        from bnncat import report
+
+        return getattr(report, name)
+    raise AttributeError(f"module 'bnncat' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """List the module's names, the lazily loaded ones included."""
+    return sorted(set(globals()) | _LAZY)

@@ -40,7 +40,8 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``bnncat`` command."""
     from bnncat.models.activations import ACTIVATIONS
-    from bnncat.models.fitting import DEFAULT_NUTS_SAMPLER, METHODS, NUTS_SAMPLERS
+    from bnncat.models.inference import METHODS
+    from bnncat.models.inference.nuts import DEFAULT_NUTS_SAMPLER, NUTS_SAMPLERS
     from bnncat.models.likelihoods import LIKELIHOODS
     from bnncat.models.mlp import PRIORS
 
@@ -123,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="feed raw inputs/targets to the network instead of standardised ones",
     )
-    fit.add_argument("--method", choices=METHODS, default="nuts", help="inference method")
+    fit.add_argument("--method", choices=list(METHODS), default="nuts", help="inference method")
     fit.add_argument("--draws", type=int, default=1000, help="draws per chain (or from ADVI)")
     fit.add_argument("--tune", type=int, default=1000, help="NUTS warm-up iterations per chain")
     fit.add_argument("--chains", type=int, default=4, help="NUTS chains")
@@ -271,25 +272,14 @@ def run_fit(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import arviz as az
 
-    from bnncat.identifiability import diagnose
+    from bnncat import diagnose
     from bnncat.identifiability.plots import plot_trace
     from bnncat.models import save
+    from bnncat.models.inference import fit_kind
 
     print(f"Fitting {net} to {args.data} (n={len(y)}) by {args.method} ...", flush=True)
     start = time.perf_counter()
-    idata = net.fit(
-        X,
-        y,
-        method=args.method,
-        draws=args.draws,
-        tune=args.tune,
-        chains=args.chains,
-        random_seed=args.seed,
-        nuts_sampler=args.nuts_sampler,
-        target_accept=args.target_accept,
-        advi_iterations=args.advi_iterations,
-        progressbar=not args.no_progress,
-    )
+    idata = net.fit(X, y, method=args.method, **_method_options(args))
     elapsed = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)  # only now: a failed fit leaves nothing behind
     written = {"fit": save(idata, args.out / "fit.nc")}
@@ -298,7 +288,7 @@ def run_fit(args: argparse.Namespace) -> int:
     # label switching of mixture components): summarise one canonical copy of every draw
     report = diagnose(idata, random_seed=args.seed)
     canon = report.canon  # pivot relabelling, as the report's census
-    summary = az.summary(canon, kind="all" if args.method == "nuts" else "stats")
+    summary = az.summary(canon, kind="all" if fit_kind(idata) == "mcmc" else "stats")
     summary.to_csv(args.out / "summary.csv")
     written["summary"] = args.out / "summary.csv"
 
@@ -321,6 +311,23 @@ def run_fit(args: argparse.Namespace) -> int:
     for what, path in written.items():
         print(f"  {what:24s} {path}")
     return 0
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Pick the command-line options that the chosen method takes (``--chains`` is NUTS's only)."""
+    from bnncat.models.inference import METHODS
+
+    given = {
+        "draws": args.draws,
+        "tune": args.tune,
+        "chains": args.chains,
+        "random_seed": args.seed,
+        "nuts_sampler": args.nuts_sampler,
+        "target_accept": args.target_accept,
+        "advi_iterations": args.advi_iterations,
+        "progressbar": not args.no_progress,
+    }
+    return {k: v for k, v in given.items() if k in METHODS[args.method].options}
 
 
 def _print_verdict(report: Any) -> None:
@@ -370,7 +377,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from bnncat.identifiability import diagnose
+    from bnncat import diagnose
 
     report = diagnose(idata, X_test=X_test, y_test=y_test, random_seed=args.seed)
     _print_verdict(report)

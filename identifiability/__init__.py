@@ -1,4 +1,13 @@
-"""Identifiability layer: symmetries of an MLP, relabelling of its draws, and diagnostics.
+"""Identifiability layer: symmetries of an MLP, relabelling of its draws, and their diagnostics.
+
+Symmetry group (:mod:`~bnncat.identifiability.symmetry`),
+relabelling (:mod:`~bnncat.identifiability.relabel`), mode hopping
+(:mod:`~bnncat.identifiability.hopping`), functional modes
+(:mod:`~bnncat.identifiability.functional`), convergence in three spaces
+(:mod:`~bnncat.identifiability.convergence`) and plots of raw against
+relabelled weights (:mod:`~bnncat.identifiability.plots`). Predictive checks
+and calibration live in :mod:`bnncat.evaluation`; ``diagnose`` and its report
+in :mod:`bnncat.report`.
 
 Examples
 --------
@@ -8,7 +17,6 @@ Examples
 48
 """
 
-from bnncat.identifiability.diagnosis import DiagnosticReport, diagnose
 from bnncat.identifiability.hopping import copy_ids, mode_hopping
 from bnncat.identifiability.relabel import canonicalize
 from bnncat.identifiability.symmetry import (
@@ -21,12 +29,10 @@ from bnncat.identifiability.symmetry import (
 )
 
 __all__ = [
-    "DiagnosticReport",
     "apply_group_element",
     "canonicalize",
     "copy_ids",
     "describe_symmetries",
-    "diagnose",
     "has_sign_flip",
     "log10_symmetry_size",
     "mode_hopping",

@@ -1,19 +1,27 @@
-"""Plots of a fit: trace plots, posterior predictive bands and the predictive density."""
+"""Plots of the symmetries of a fit: weight traces, raw against relabelled, mode hopping.
 
-import numbers
-from collections.abc import Sequence
+:func:`plot_trace` shows the output layer, noise and scales of a fit.
+:func:`plot_raw_vs_relabelled` and :func:`plot_unit_pair` lay out raw draws
+in the left column and relabelled draws in the right one (ArviZ's
+``plot_trace``, ``plot_rank``), so that the collapse of symmetric modes is
+visible side by side; :func:`plot_hopping_timeline`,
+:func:`plot_chain_distance` and :func:`plot_rhat_by_space` show mode hopping,
+functional modes and convergence in the three spaces.
+"""
+
 from typing import Any
 
 import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
-from matplotlib.colors import PowerNorm
+from arviz_plots import PlotCollection
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from bnncat.models import predict, read_net
-from bnncat.models.density import predictive_density, predictive_quantiles
-from bnncat.models.validation import check_positive_int
+from bnncat.identifiability.hopping import copy_ids
+from bnncat.models import read_net
+from bnncat.thresholds import RHAT_MAX
 
 
 def trace_var_names(idata: xr.DataTree) -> list[str]:
@@ -47,311 +55,170 @@ def plot_trace(idata: xr.DataTree, *, max_units: int = 4) -> Any:
     )
 
 
-def plot_predictive(
-    idata: xr.DataTree,
-    *,
-    bands: tuple[float, ...] = (0.5, 0.9),
-    grid_size: int = 200,
-    random_seed: int | None = 0,
-    ax: Any = None,
-) -> Figure:
-    """Posterior predictive against the training data.
+def _unit_slices(idata: xr.DataTree, canon: xr.DataTree, max_units: int) -> xr.Dataset:
+    """Last hidden layer's biases and outgoing weights, raw and relabelled, on a ``labels`` dim."""
+    post = idata["posterior"]
+    layer = sum(1 for n in post.data_vars if n[:1] == "W" and n[1:].isdigit())
+    hidden = f"hidden{layer}"
+    names = [f"b{layer}", "W_out"]
 
-    One input feature: the data, the posterior mean of the network output and
-    central predictive bands (``bands``, e.g. 50% and 90%) over a grid that
-    extends 5% beyond the data. Regression shows bands of new observations
-    (noise included) and the 90% band of the mean function; binary
-    classification shows the probability of class 1. Several features:
-    predicted against observed with central intervals. Pass ``ax`` to draw
-    into an existing matplotlib axes (single-output models only).
+    def pick(ds: xr.Dataset) -> xr.Dataset:
+        out = ds[names].isel({hidden: slice(0, max_units)})
+        others = [d for d in out.dims if d not in ("chain", "draw", hidden)]
+        return out.isel({d: 0 for d in others}, drop=True)
 
-    Examples
-    --------
-    >>> from bnncat.identifiability.plots import plot_predictive
-    >>> plot_predictive(idata).savefig("predictive.png")  # doctest: +SKIP
-    """
-    net, spec = read_net(idata)
-    X = idata["constant_data"]["X"].values
-    y = idata["observed_data"]["y"].values
-    n_panels = spec.n_outputs if net.lik.task == "regression" else 1
-    if ax is not None:
-        if n_panels != 1:
-            raise ValueError(f"ax= needs a single-output model; this one has {n_panels} outputs")
-        fig, axes = ax.figure, np.array([[ax]])
-    else:
-        fig, axes = plt.subplots(1, n_panels, figsize=(6.5 * n_panels, 4.2), squeeze=False)
-    if spec.n_features == 1:
-        lo, hi = X.min(), X.max()
-        pad = 0.05 * (hi - lo if hi > lo else 1.0)
-        grid = np.linspace(lo - pad, hi + pad, grid_size)[:, None]
-        pred = predict(idata, grid, random_seed=random_seed)["predictions"]
-        x = grid[:, 0]
-        if net.lik.task == "regression":
-            for j, ax in enumerate(axes[0]):
-                ydraws = _flat(pred["y"].values[..., j])
-                mu = _flat(pred["mu"].values[..., j])
-                for b, alpha in zip(sorted(bands, reverse=True), (0.2, 0.4, 0.6), strict=False):
-                    q = np.quantile(ydraws, [(1 - b) / 2, (1 + b) / 2], axis=0)
-                    ax.fill_between(
-                        x, *q, alpha=alpha, color="C0", lw=0, label=f"{b:.0%} predictive band"
-                    )
-                qm = np.quantile(mu, [0.05, 0.95], axis=0)
-                ax.fill_between(x, *qm, alpha=0.35, color="C1", lw=0, label="90% band of the mean")
-                ax.plot(x, mu.mean(axis=0), color="C1", lw=2, label="posterior mean")
-                ax.scatter(X[:, 0], y[:, j], s=10, color="k", alpha=0.7, label="data", zorder=3)
-                ax.set_xlabel(spec.feature_names[0])
-                ax.set_ylabel(spec.output_names[j])
-        else:
-            ax = axes[0, 0]
-            logits = _flat(pred["mu"].values)
-            if net.lik.binary:
-                p = 1 / (1 + np.exp(-logits[..., 0]))
-            else:
-                z = logits - logits.max(axis=-1, keepdims=True)
-                p = (np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True))[..., 1]
-            for b, alpha in zip(sorted(bands, reverse=True), (0.2, 0.4, 0.6), strict=False):
-                q = np.quantile(p, [(1 - b) / 2, (1 + b) / 2], axis=0)
-                ax.fill_between(x, *q, alpha=alpha, color="C0", lw=0, label=f"{b:.0%} band")
-            ax.plot(x, p.mean(axis=0), color="C1", lw=2, label="posterior mean")
-            ax.scatter(X[:, 0], y == 1, s=10, color="k", alpha=0.6, label="data (class 1 = 1)")
-            ax.set_xlabel(spec.feature_names[0])
-            ax.set_ylabel("P(class 1)")
-    else:
-        pred = predict(idata, X, random_seed=random_seed)["predictions"]
-        for j, ax in enumerate(axes[0]):
-            if net.lik.task == "regression":
-                ydraws = _flat(pred["y"].values[..., j])
-                q = np.quantile(ydraws, [0.05, 0.5, 0.95], axis=0)
-                ax.errorbar(
-                    y[:, j],
-                    q[1],
-                    yerr=[q[1] - q[0], q[2] - q[1]],
-                    fmt="o",
-                    ms=3,
-                    alpha=0.6,
-                    label="median and 90% predictive interval",
-                )
-                lims = [min(y[:, j].min(), q[0].min()), max(y[:, j].max(), q[2].max())]
-                ax.plot(lims, lims, "k--", lw=1)
-                ax.set_xlabel(f"observed {spec.output_names[j]}")
-                ax.set_ylabel(f"predicted {spec.output_names[j]}")
-            else:
-                draws = _flat(pred["y"].values)
-                k = spec.n_classes
-                probs = np.stack([(draws == c).mean(axis=0) for c in range(k)], axis=-1)
-                ax.hist(probs[np.arange(len(y)), y], bins=20, range=(0, 1))
-                ax.set_xlabel("predictive probability of the observed class")
-                ax.set_ylabel("count")
-    axes[0, 0].legend(loc="best", fontsize=8)
-    title = f"{net.likelihood} MLP {net.hidden}, {idata.attrs.get('fit_method', '')}"
-    if ax is not None:
-        ax.set_title(title)
-    else:
-        fig.suptitle(title)
-        fig.tight_layout()
-    return fig
+    raw = pick(post.to_dataset())
+    rel = pick(canon["posterior"].to_dataset())
+    labels = xr.DataArray(["raw", "relabelled"], dims="labels", name="labels")
+    return xr.concat([raw, rel], dim=labels)
 
 
-def _flat(a: np.ndarray) -> np.ndarray:
-    """Merge the (chain, draw) dims into one sample dim."""
-    return a.reshape(-1, *a.shape[2:])
+def plot_raw_vs_relabelled(
+    idata: xr.DataTree, canon: xr.DataTree, *, kind: str = "trace", max_units: int = 3
+) -> PlotCollection:
+    """ArviZ trace or rank plots of the first hidden units, raw (left) vs relabelled (right).
 
-
-def plot_conditional_density(
-    idata: xr.DataTree,
-    *,
-    n_x: int = 150,
-    n_y: int = 200,
-    y_range: tuple[float, float] | None = None,
-    output: int | str = 0,
-    probs: Sequence[float] = (0.05, 0.5, 0.95),
-    max_draws: int = 500,
-    ax: Any = None,
-    random_seed: int = 0,
-) -> Figure:
-    """Heat map of the posterior predictive density p(y | x, D) of a one-feature regression.
-
-    The density (:func:`bnncat.models.density.predictive_density`, averaged
-    over at most ``max_draws`` posterior draws) is evaluated on a grid of
-    ``n_x`` inputs, 5% beyond the training range on each side, times ``n_y``
-    values of y. Training data are drawn on top as white points and the
-    predictive quantiles ``probs`` as dashed lines. Unlike predictive bands,
-    the heat map shows several modes at one x, and so what a mixture
-    likelihood (``MixtureRegressor``) adds over a Gaussian one.
+    Shows the biases and outgoing weights (first output) of the first
+    ``max_units`` units of the last hidden layer, one colour per chain.
 
     Parameters
     ----------
-    idata : xarray.DataTree
-        A fit of a regression model with one input feature (``MLP`` with a
-        normal or Student-t likelihood, ``OrderedMLP``, ``MixtureRegressor``).
-    n_x, n_y : int
-        Grid size in x and in y (at least 2 each).
-    y_range : (float, float), optional
-        Lower and upper end of the y grid. By default the range of the
-        training targets padded by 10% on each side. Choose a wider range to
-        see tails; the quantiles are computed from the density inside it.
-    output : int or str
-        Which output to show, by index or by name (multi-output models).
-    probs : sequence of float
-        Levels in (0, 1) of the quantile lines; empty for none.
-    max_draws : int
-        Average over at most this many posterior draws (a random subset).
-    ax : matplotlib.axes.Axes, optional
-        Draw into this axes (its figure also gets the colorbar); a new
-        figure otherwise.
-    random_seed : int
-        Seed of the subset of draws.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        The figure; its ``QuadMesh`` holds the density, shape (n_y, n_x).
-
-    Raises
-    ------
-    ValueError
-        For a classification likelihood, more than one input feature, an
-        output that the model does not have, a bad ``y_range`` or grid size.
-    TypeError
-        If ``output`` is neither an int nor a str, or ``n_x``, ``n_y`` or
-        ``max_draws`` is not an int.
-
-    Notes
-    -----
-    Colours follow the square root of the density so that weak modes stay
-    visible next to sharp ones; the colorbar is labelled in density units.
-    Time grows with ``n_x * max_draws * n_y``.
+    idata, canon : xarray.DataTree
+        A fit and its ``canonicalize`` result.
+    kind : {"trace", "rank"}
+        ``az.plot_trace`` or ``az.plot_rank`` (rank ECDF with envelope).
 
     Examples
     --------
-    >>> from bnncat import data
-    >>> from bnncat.models import MixtureRegressor
-    >>> from bnncat.identifiability.plots import plot_conditional_density
-    >>> ds = data.load("inverse_sine", n=200)
-    >>> net = MixtureRegressor((8,), n_components=3, form="mdn")
-    >>> idata = net.fit(ds.X, ds.y, random_seed=1)  # doctest: +SKIP
-    >>> fig = plot_conditional_density(idata)  # doctest: +SKIP
-    >>> fig.savefig("density.png")  # doctest: +SKIP
+    >>> from bnncat.identifiability.plots import plot_raw_vs_relabelled
+    >>> plot_raw_vs_relabelled(idata, canon, kind="rank").savefig("rank.png")  # doctest: +SKIP
     """
-    net, spec = read_net(idata)
-    if net.lik.task != "regression":
-        raise ValueError(
-            f"plot_conditional_density needs a regression model; this fit has the "
-            f"classification likelihood {net.likelihood!r} (use plot_predictive)"
-        )
-    if spec.n_features != 1:
-        raise ValueError(
-            f"plot_conditional_density needs exactly one input feature; this fit has "
-            f"{spec.n_features} ({', '.join(spec.feature_names)}); use plot_predictive"
-        )
-    j = _output_index(output, spec.output_names)
-    n_x = check_positive_int(n_x, "n_x", minimum=2)
-    n_y = check_positive_int(n_y, "n_y", minimum=2)
-    X = idata["constant_data"]["X"].values[:, 0]
-    y = idata["observed_data"]["y"].values[:, j]
-    lo, hi = float(X.min()), float(X.max())
-    pad = 0.05 * (hi - lo if hi > lo else 1.0)
-    x_grid = np.linspace(lo - pad, hi + pad, n_x)
-    if y_range is None:
-        y_lo, y_hi = float(y.min()), float(y.max())
-        pad = 0.1 * (y_hi - y_lo if y_hi > y_lo else 1.0)
-        y_lo, y_hi = y_lo - pad, y_hi + pad
-    else:
-        y_lo, y_hi = _check_range(y_range)
-    y_grid = np.linspace(y_lo, y_hi, n_y)
-
-    dens = predictive_density(
-        idata, x_grid[:, None], y_grid, max_draws=max_draws, random_seed=random_seed
-    ).isel(output=[j])  # (x, 1, y)
-
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    else:
-        fig = ax.figure
-    values = dens.values[:, 0, :].T  # (y, x)
-    mesh = ax.pcolormesh(
-        x_grid,
-        y_grid,
-        values,
-        shading="nearest",
-        cmap="magma",
-        norm=PowerNorm(gamma=0.5, vmin=0.0, vmax=float(values.max())),
-        rasterized=True,
+    if kind not in ("trace", "rank"):
+        raise ValueError(f"kind must be 'trace' or 'rank'; got {kind!r}")
+    both = _unit_slices(idata, canon, max_units)
+    hidden = next(d for d in both.dims if d.startswith("hidden"))
+    rows = 2 * both.sizes[hidden]
+    pc = PlotCollection.grid(
+        both,
+        cols=["labels"],
+        rows=["__variable__", hidden],
+        aes={"color": ["chain"]},
+        backend="matplotlib",
+        figure_kwargs={"figsize": (10, 1.9 * rows), "layout": "constrained"},
     )
-    fig.colorbar(mesh, ax=ax, label="p(y | x, D)")
+    plot = az.plot_trace if kind == "trace" else az.plot_rank
+    plot(xr.DataTree.from_dict({"posterior": both}), plot_collection=pc)
+    return pc
 
-    probs = np.atleast_1d(np.asarray(probs, dtype=np.float64))
-    if probs.size:
-        q = predictive_quantiles(dens, probs).values[:, 0, :]  # (x, quantile)
-        others = [_percent(p) for p in probs if not np.isclose(p, 0.5)]
-        other_label = f"{', '.join(others)} predictive quantile{'s' if len(others) > 1 else ''}"
-        for k, p in enumerate(probs):
-            median = bool(np.isclose(p, 0.5))
-            ax.plot(
-                x_grid,
-                q[:, k],
-                ls="--",
-                lw=1.6 if median else 1.2,
-                color="white" if median else "#7fd3ff",
-                label="predictive median" if median else other_label,
-            )
-            if not median:
-                other_label = "_nolegend_"  # one legend entry for the lines of one style
-    ax.scatter(
-        X,
-        y,
-        s=12,
-        facecolor="white",
-        edgecolor="black",
-        linewidth=0.5,
-        label="training data",
-        zorder=3,
-    )
-    ax.set_xlim(x_grid[0], x_grid[-1])
-    ax.set_ylim(y_lo, y_hi)
-    ax.set_xlabel(spec.feature_names[0])
-    ax.set_ylabel(spec.output_names[j])
-    ax.set_title(_model_label(net, idata))
-    legend = ax.legend(loc="best", fontsize=8, facecolor="0.25", framealpha=0.6)
-    for text in legend.get_texts():
-        text.set_color("white")
+
+def plot_unit_pair(
+    idata: xr.DataTree,
+    canon: xr.DataTree,
+    *,
+    var: str = "W_out",
+    units: tuple[int, int] = (0, 1),
+    max_points: int = 2000,
+) -> Figure:
+    """Scatter of two hidden units' values of ``var``, raw (left) and relabelled (right).
+
+    In raw draws the symmetric copies show as mirror images (swapped units: a
+    reflection in the diagonal; a sign flip: in an axis); relabelling folds
+    them onto one.
+    """
+    post = idata["posterior"]
+    if var not in post:
+        raise ValueError(f"var={var!r} is not in the posterior: {sorted(post.data_vars)}")
+    hidden = next(d for d in post[var].dims if d.startswith("hidden"))
+    if max(units) >= post.sizes[hidden]:
+        raise ValueError(f"units={units}: the layer has {post.sizes[hidden]} units")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2), layout="constrained", sharex=True, sharey=True)
+    rng = np.random.default_rng(0)
+    for ax, (title, tree) in zip(axes, (("raw", idata), ("relabelled", canon)), strict=True):
+        da = tree["posterior"][var]
+        da = da.isel({d: 0 for d in da.dims if d not in ("chain", "draw", hidden)})
+        for c in range(da.sizes["chain"]):
+            xy = da.isel(chain=c).values[:, list(units)]
+            take = rng.permutation(len(xy))[: max_points // da.sizes["chain"]]
+            ax.scatter(*xy[take].T, s=4, alpha=0.4, color=f"C{c}", label=f"chain {c}")
+        ax.set_title(title)
+        ax.set_xlabel(f"{var}[unit {units[0]}]")
+        ax.axhline(0, color="0.7", lw=0.5)
+        ax.axvline(0, color="0.7", lw=0.5)
+    axes[0].set_ylabel(f"{var}[unit {units[1]}]")
+    axes[1].legend(markerscale=3, fontsize=8, loc="best")
     return fig
 
 
-def _output_index(output: object, names: Sequence[str]) -> int:
-    """Index of ``output`` (an index or a name) among the model's outputs."""
-    if isinstance(output, str):
-        if output not in names:
-            raise ValueError(f"output={output!r} is not an output of this model; it has {names}")
-        return list(names).index(output)
-    if isinstance(output, bool) or not isinstance(output, numbers.Integral):
-        raise TypeError(f"output must be an int index or an output name; got {output!r}")
-    if not 0 <= output < len(names):
-        raise ValueError(
-            f"output={output} is out of range: this model has {len(names)} output(s), "
-            f"indices 0 to {len(names) - 1} ({', '.join(names)})"
-        )
-    return int(output)
+def plot_hopping_timeline(canon: xr.DataTree, *, ax: Any = None, max_copies: int = 9) -> Figure:
+    """Which symmetric copy each draw was in, one row per chain (copies by frequency).
+
+    The ``max_copies`` most visited copies get their own colours, the rest
+    share grey. A chain that stays in one copy is a single colour; real hops
+    are long runs of different colours; flicker is relabelling at near-ties.
+    """
+    ids = copy_ids(canon)
+    values, counts = np.unique(ids, return_counts=True)
+    rank = np.empty(values.max() + 1, dtype=int)
+    rank[values[np.argsort(-counts, kind="stable")]] = np.arange(values.size)
+    shown = np.minimum(rank[ids], max_copies)
+    colours = [plt.get_cmap("tab10")(i) for i in range(max_copies)] + [(0.8, 0.8, 0.8, 1.0)]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * ids.shape[0]), layout="constrained")
+    else:
+        fig = ax.figure
+    ax.imshow(
+        shown,
+        aspect="auto",
+        interpolation="nearest",
+        cmap=ListedColormap(colours),
+        vmin=0,
+        vmax=max_copies,
+    )
+    ax.set_yticks(range(ids.shape[0]), [f"chain {c}" for c in range(ids.shape[0])])
+    ax.set_xlabel("draw")
+    switch = float((ids[:, 1:] != ids[:, :-1]).mean()) if ids.shape[1] > 1 else 0.0
+    ax.set_title(
+        f"copy per draw: {values.size} distinct, switch rate {switch:.0%} "
+        f"({max_copies} most visited in colour)"
+    )
+    return fig
 
 
-def _check_range(y_range: object) -> tuple[float, float]:
-    """Validate a (low, high) pair of finite numbers with low < high."""
-    try:
-        lo, hi = (float(v) for v in y_range)  # type: ignore[union-attr]
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"y_range must be a (low, high) pair of numbers; got {y_range!r}") from err
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise ValueError(f"y_range must be finite with low < high; got {y_range!r}")
-    return lo, hi
+def plot_chain_distance(distance: np.ndarray, modes: Any, *, ax: Any = None) -> Figure:
+    """Heat map of chain-to-chain prediction distances, with each chain's functional mode."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.5, 4), layout="constrained")
+    else:
+        fig = ax.figure
+    mesh = ax.imshow(distance, cmap="viridis", vmin=0, vmax=max(2.0, float(distance.max())))
+    fig.colorbar(mesh, ax=ax, label="distance (posterior sds)")
+    labels = [f"{c} (mode {m})" for c, m in enumerate(modes)]
+    ax.set_xticks(range(len(labels)), [str(c) for c in range(len(labels))])
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("chain")
+    ax.set_title("functional modes: chain distances")
+    return fig
 
 
-def _percent(p: float) -> str:
-    """0.05 -> '5%', 0.025 -> '2.5%'."""
-    return f"{100 * p:g}%"
-
-
-def _model_label(net: Any, idata: xr.DataTree) -> str:
-    """Short description of a fit for a title: model, head, layers and method."""
-    name, head = type(net).__name__, net.head_label()
-    method = idata.attrs.get("fit_method", "")
-    return f"{name} ({head}) {tuple(net.hidden)}" + (f", {method}" if method else "")
+def plot_rhat_by_space(convergence: Any, *, threshold: float = RHAT_MAX, ax: Any = None) -> Figure:
+    """Bar chart of the max R-hat of each space against the threshold."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
+    else:
+        fig = ax.figure
+    rhat = convergence["max_rhat"].to_numpy(dtype=float)
+    shown = np.nan_to_num(rhat, nan=1.0)
+    colours = ["C3" if r > threshold else "C2" for r in shown]
+    names = list(convergence.index)
+    ax.barh(names, shown - 1, left=1, color=colours)
+    top = max(threshold + (threshold - 1), float(shown.max()))
+    for i, r in enumerate(rhat):
+        text = "undefined (one chain)" if np.isnan(r) else f"{r:.3f}"
+        ax.text(min(max(r, 1.0), top), i, f" {text}", va="center", fontsize=9)
+    ax.axvline(threshold, color="k", ls="--", lw=1, label=f"R-hat {threshold:g}")
+    ax.set_xlim(1, 1 + (top - 1) * 1.35)
+    ax.invert_yaxis()
+    ax.set_xlabel("max R-hat")
+    ax.set_title("convergence by space")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig

@@ -38,6 +38,7 @@ from bnncat.models.attrs import stored_or_given_net
 from bnncat.models.mlp import MLP, weight_names
 from bnncat.models.ordered_mlp import ORDER_BY, SIGN_BY, unit_keys
 from bnncat.models.prediction import net_and_spec
+from bnncat.models.protocol import ModelBuilder
 from bnncat.models.validation import check_choice, check_positive_int
 
 METHODS = ("sort", "pivot")
@@ -100,8 +101,9 @@ def canonicalize(
     method = check_choice(method, METHODS, "method")
     max_iter = check_positive_int(max_iter, "max_iter")
     net = resolve_net(idata, net)
-    order_by = check_choice(order_by or getattr(net, "order_by", "bias"), ORDER_BY, "order_by")
-    sign_by = check_choice(sign_by or getattr(net, "sign_by", "bias"), SIGN_BY, "sign_by")
+    own_order, own_sign = net.relabel_rule()
+    order_by = check_choice(order_by or own_order, ORDER_BY, "order_by")
+    sign_by = check_choice(sign_by or own_sign, SIGN_BY, "sign_by")
     post = idata["posterior"]
     names = [n for pair in weight_names(net.n_hidden_layers) for n in pair]
     everything = {k: post[k].values for k in post.data_vars}
@@ -298,8 +300,10 @@ def resolve_net(idata: Any, net: MLP | None) -> MLP:
     if "posterior" not in idata.children:
         raise ValueError("idata has no posterior group: nothing to relabel")
     net = stored_or_given_net(idata, net, example="canonicalize(idata, net=net)")
-    if not isinstance(net, MLP):
-        raise TypeError(f"canonicalize relabels MLP-family nets; got {type(net).__name__}")
+    if not isinstance(net, ModelBuilder):  # the typed protocol, not a class
+        raise TypeError(
+            f"canonicalize relabels MLP-family nets (ModelBuilder); got {type(net).__name__}"
+        )
     post = idata["posterior"]
     for name in (n for pair in weight_names(net.n_hidden_layers) for n in pair):
         if name not in post:

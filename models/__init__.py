@@ -8,7 +8,7 @@ Examples
 """
 
 from bnncat.models.attrs import read_net
-from bnncat.models.fitting import fit
+from bnncat.models.inference import fit
 from bnncat.models.mixture import MixtureRegressor
 from bnncat.models.mlp import MLP, build_mlp, mlp_forward
 from bnncat.models.ordered_mlp import OrderedMLP

@@ -1,4 +1,4 @@
-"""How ``fit`` runs its JAX computations: precision, compilation cache, start-point checks.
+"""How a fit runs its JAX computations: precision and compilation cache.
 
 Each helper is a context manager that changes JAX's global settings for the
 duration of one fit and puts them back afterwards, so that a user's own JAX
@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
-
-from bnncat.models.pymc_internals import replaced_jaxified_logp
 
 #: Environment variable naming the folder of the persistent compilation cache, or
 #: ``off`` to compile afresh in every fit.
@@ -121,41 +119,9 @@ def jax_precision(precision: str) -> Iterator[None]:
 
 
 @contextmanager
-def compiled_start_checks() -> Iterator[None]:
-    """Let ``pm.sample`` check its jittered start points with a compiled log density.
-
-    PyMC's numpyro bridge evaluates the log density at each chain's jittered
-    start op by op, and JAX compiles every primitive on its own, a noticeable part
-    of a small fit (README, "Performance"). The function handed out here runs compiled
-    on concrete arrays and unchanged while numpyro traces it into the sampler,
-    so the start points, the sampler's program and the draws stay as they were.
-    """
-    import jax
-
-    def make(original: Any) -> Any:
-        def get_jaxified_logp(model: Any, negative_logp: bool = True) -> Any:
-            logp = original(model, negative_logp=negative_logp)
-            compiled = jax.jit(logp)
-
-            def logp_fn(x: Any) -> Any:
-                if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x)):
-                    return logp(x)
-                return compiled(x)
-
-            return logp_fn
-
-        return get_jaxified_logp
-
-    with replaced_jaxified_logp(make):
-        yield
-
-
-@contextmanager
-def jax_session(precision: str, *, sampler: bool = False) -> Iterator[None]:
-    """Everything a fit's JAX computations run under: cache, precision, start checks."""
+def jax_session(precision: str) -> Iterator[None]:
+    """Everything a fit's JAX computations run under: compilation cache and precision."""
     with ExitStack() as stack:
         stack.enter_context(compilation_cache())
         stack.enter_context(jax_precision(precision))
-        if sampler:
-            stack.enter_context(compiled_start_checks())
         yield

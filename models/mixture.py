@@ -44,7 +44,7 @@ from scipy import special
 from bnncat.models.attrs import register_model
 from bnncat.models.data_spec import DataSpec
 from bnncat.models.mlp import MLP, mlp_forward, weight_prior_scale
-from bnncat.models.normal_mixture import normal_mixture
+from bnncat.models.normal_mixture import NormalMixture
 from bnncat.models.validation import check_choice, check_positive_int
 
 FORMS = ("noise", "mdn")
@@ -197,7 +197,7 @@ class MixtureRegressor(MLP):
             means = y_loc[:, None] + y_scale[:, None] * head[:, :, 1]
             s = y_scale[:, None] * (pt.softplus(head[:, :, 2]) + SCALE_FLOOR)
         pm.Deterministic("mu", (w * means).sum(axis=-1), dims=("obs", "output"))
-        normal_mixture("y", w, means, s, n_components=K, observed=y, dims=("obs", "output"))
+        self.lik.observe({"w": w, "mu": means, "sigma": s}, y, ("obs", "output"))
 
     # -- NumPy side ----------------------------------------------------------------------
 
@@ -227,7 +227,7 @@ class MixtureRegressor(MLP):
                 "relabelling the components of an unordered MDN needs the training inputs: "
                 "idata has no constant_data group with X"
             )
-        _, means, _, _ = self.components(params, X, spec)  # (..., n, output, component)
+        means = self.observation_parameters(params, X, spec)["mu"]  # (..., n, output, component)
         return np.argsort(means.mean(axis=-3), axis=-1)
 
     def apply_component_labels(
@@ -256,10 +256,15 @@ class MixtureRegressor(MLP):
         head = self._head(np.asarray(params["b_out"]))
         return {f"b_out_{kind}": head[..., i, :] for i, kind in enumerate(HEAD_KINDS)}
 
-    def components(
+    @property
+    def lik(self) -> NormalMixture:
+        """The observation model: a K-component Gaussian mixture per output."""
+        return NormalMixture(self.n_components)
+
+    def observation_parameters(
         self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, None]:
-        """Mixture weights, means, sds (..., n, output, component) in y units; no df."""
+    ) -> dict[str, np.ndarray]:
+        """Weights ``w``, means ``mu`` and sds ``sigma`` (..., n, output, component), in y units."""
         out = mlp_forward(params, X, activation=self.activation, spec=spec, raw=True)
         y_loc, y_scale = np.asarray(spec.y_loc), np.asarray(spec.y_scale)
         K = self.n_components
@@ -268,19 +273,19 @@ class MixtureRegressor(MLP):
             means = f[..., None] + np.asarray(params["loc"])[..., None, :, :]
             w = np.broadcast_to(np.asarray(params["weights"])[..., None, :, :], means.shape)
             s = np.broadcast_to(np.asarray(params["sigma"])[..., None, :, :], means.shape)
-            return w, means, s, None
+            return {"w": w, "mu": means, "sigma": s}
         head = out.reshape(*out.shape[:-1], spec.n_outputs, len(HEAD_KINDS), K)
         w = special.softmax(head[..., 0, :], axis=-1)
         means = y_loc[:, None] + y_scale[:, None] * head[..., 1, :]
         s = y_scale[:, None] * (np.logaddexp(0.0, head[..., 2, :]) + SCALE_FLOOR)
-        return w, means, s, None
+        return {"w": w, "mu": means, "sigma": s}
 
     def forward(
         self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
     ) -> np.ndarray:
         """Compute the predictive mean E[y | x] for a batch of draws, (..., n, output)."""
-        w, means, _, _ = self.components(params, X, spec)
-        return (w * means).sum(axis=-1)
+        mixture = self.observation_parameters(params, X, spec)
+        return (mixture["w"] * mixture["mu"]).sum(axis=-1)
 
 
 def noise_locations(weights: Any, n_outputs: int, n_components: int, *, ordered: bool) -> Any:

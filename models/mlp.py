@@ -210,6 +210,13 @@ class MLP:
     #: Whether the draws already lie in one canonical copy (constraints while sampling).
     samples_canonically = False
 
+    def relabel_rule(self) -> tuple[str, str]:
+        """Which key orders hidden units and which fixes their signs when relabelling.
+
+        ``("bias", "bias")`` for a plain MLP: see :func:`bnncat.identifiability.canonicalize`.
+        """
+        return "bias", "bias"
+
     def head_size(self, spec: DataSpec) -> int:
         """Width of the network's last layer (``head_dim``)."""
         return spec.n_outputs
@@ -237,26 +244,15 @@ class MLP:
         """NumPy forward pass; see :func:`mlp_forward`."""
         return mlp_forward(params, X, activation=self.activation, spec=spec)
 
-    def components(
+    def observation_parameters(
         self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """Return the observation model per draw as a one-component mixture, in y units.
+    ) -> dict[str, np.ndarray]:
+        """Arguments of ``self.lik.dist`` per draw at the inputs ``X``, in y units.
 
-        Returns weights, locations and scales of shape (..., n, output, 1)
-        and, for ``studentt``, the degrees of freedom (..., 1, 1, 1); see
-        :mod:`bnncat.models.density`. Regression likelihoods only.
+        Leading axes are those of the draws, then rows (and outputs); the
+        likelihood derives log densities, CDFs and predictive draws from them.
         """
-        if self.lik.task != "regression":
-            raise ValueError(
-                f"a predictive density on a y grid needs a regression likelihood, not "
-                f"{self.likelihood!r}"
-            )
-        mean = self.forward(params, X, spec)[..., None]
-        scale = np.broadcast_to(np.asarray(params["sigma"])[..., None, :, None], mean.shape)
-        df = None
-        if self.likelihood == "studentt":
-            df = np.asarray(params["nu"])[..., None, None, None]
-        return np.ones(mean.shape), mean, scale, df
+        return self.lik.parameters(self.forward(params, X, spec), params)
 
     def component_labels(
         self, params: Mapping[str, np.ndarray], X: np.ndarray | None, spec: DataSpec | None
@@ -279,7 +275,7 @@ class MLP:
         return {}
 
     def fit(self, X: object, y: object, **kwargs: Any) -> xr.DataTree:
-        """Fit by NUTS or ADVI; see :func:`bnncat.models.fitting.fit` for the options.
+        """Fit by any registered method; see :func:`bnncat.models.inference.fit` for the options.
 
         Examples
         --------
@@ -288,7 +284,7 @@ class MLP:
         >>> ds = data.load("mcycle")
         >>> idata = MLP(hidden=(8,)).fit(ds.X, ds.y, draws=500, random_seed=1)  # doctest: +SKIP
         """
-        from bnncat.models.fitting import fit
+        from bnncat.models.inference import fit
 
         return fit(self, X, y, **kwargs)
 

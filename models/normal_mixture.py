@@ -12,12 +12,15 @@ module defines the same distribution with that log density.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+
+from bnncat.models.likelihoods import Likelihood
 
 
 def normal_mixture_logp(value: Any, w: Any, mu: Any, sigma: Any, *, n_components: int) -> Any:
@@ -48,6 +51,32 @@ def normal_mixture_draws(
     return rng.normal(pick(mu, k, axis=-1)[..., 0], pick(sigma, k, axis=-1)[..., 0])
 
 
+def normal_mixture_logcdf(value: Any, w: Any, mu: Any, sigma: Any) -> Any:
+    """Log CDF of ``value`` under the mixture: the weighted sum of the components' CDFs."""
+    per_component = pt.log(w) + pm.logcdf(pm.Normal.dist(mu, sigma), value[..., None])
+    return pt.logsumexp(per_component, axis=-1)
+
+
+@dataclass(frozen=True, eq=False)
+class NormalMixture(Likelihood):
+    """The likelihood Σ_k w_k N(mu_k, sigma_k), components on the last axis of each argument."""
+
+    n_components: int
+    name: ClassVar[str] = "normal_mixture"
+
+    def dist(self, w: Any, mu: Any, sigma: Any) -> Any:
+        """Return the mixture as an unregistered ``pm.CustomDist``."""
+        return pm.CustomDist.dist(
+            w,
+            mu,
+            sigma,
+            logp=partial(normal_mixture_logp, n_components=self.n_components),
+            logcdf=normal_mixture_logcdf,
+            random=normal_mixture_draws,
+            signature="(k),(k),(k)->()",
+        )
+
+
 def normal_mixture(
     name: str,
     w: Any,
@@ -75,14 +104,6 @@ def normal_mixture(
     >>> float(model.compile_logp()({})) < 0
     True
     """
-    return pm.CustomDist(
-        name,
-        w,
-        mu,
-        sigma,
-        logp=partial(normal_mixture_logp, n_components=n_components),
-        random=normal_mixture_draws,
-        signature="(k),(k),(k)->()",
-        observed=observed,
-        dims=dims,
+    return NormalMixture(n_components).observe(
+        {"w": w, "mu": mu, "sigma": sigma}, observed, dims, name=name
     )

@@ -98,6 +98,10 @@ class OrderedMLP(MLP):
         check_choice(self.order_by, ORDER_BY, "order_by")
         check_choice(self.sign_by, SIGN_BY, "sign_by")
 
+    def relabel_rule(self) -> tuple[str, str]:
+        """Relabel by the keys the constraints order and sign by (draws then stay as sampled)."""
+        return self.order_by, self.sign_by
+
     def layer_parameters(
         self, layer: int, fan_in: int, dims: tuple[str, str], spec: DataSpec
     ) -> tuple[Any, Any]:

@@ -60,10 +60,10 @@ class ModelBuilder(Protocol):
     ) -> np.ndarray:
         """Symmetry-invariant network output (..., n, output) for a batch of draws."""
 
-    def components(
+    def observation_parameters(
         self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """Mixture weights, locations, scales and Student-t df of y | x per draw."""
+    ) -> dict[str, np.ndarray]:
+        """Arguments of ``lik.dist`` per draw at the inputs ``X`` (y | x, in y units)."""
 
     def component_labels(
         self, params: Mapping[str, np.ndarray], X: np.ndarray | None, spec: DataSpec | None
@@ -80,6 +80,9 @@ class ModelBuilder(Protocol):
 
     def head_size(self, spec: DataSpec) -> int:
         """Width of the network's last layer."""
+
+    def relabel_rule(self) -> tuple[str, str]:
+        """Return the keys (``order_by``, ``sign_by``) relabelling orders and signs units by."""
 
     def head_label(self) -> str:
         """Describe what the last layer models, for titles."""

@@ -13,13 +13,10 @@ PyMC is outside the range these calls were checked against.
   ``canonicalize`` database (registered by ``pymc.logprob.utils``): PyMC's own
   compile applies it to turn parameter checks into -inf; the JAX ADVI loop asks
   for it by name.
-- ``pymc.sampling.jax.get_jaxified_logp``: replaced for the duration of a NUTS fit
-  (``jax_runtime.compiled_start_checks``) and restored afterwards.
 """
 
 import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -33,7 +30,6 @@ PRIVATE_CALLS = (
     ("pymc.util", "_get_seeds_per_chain"),
     ("pymc.backends.ndarray", "NDArray"),
     ("pymc.backends.base", "MultiTrace"),
-    ("pymc.sampling.jax", "get_jaxified_logp"),
 )
 _warned = False
 
@@ -80,16 +76,3 @@ def trace_of_draws(
         trace.record({n: np.asarray(samples[n][i]) for n in names}, in_warmup=False)
     trace.close()
     return MultiTrace([trace])
-
-
-@contextmanager
-def replaced_jaxified_logp(make: Any) -> Iterator[None]:
-    """Replace ``pymc.sampling.jax.get_jaxified_logp`` by ``make(original)``, then restore it."""
-    import pymc.sampling.jax as pymc_jax
-
-    original = pymc_jax.get_jaxified_logp
-    pymc_jax.get_jaxified_logp = make(original)
-    try:
-        yield
-    finally:
-        pymc_jax.get_jaxified_logp = original

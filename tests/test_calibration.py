@@ -15,8 +15,8 @@ import pytest
 import xarray as xr
 from scipy import optimize, special, stats
 
-from bnncat.identifiability import calibration
-from bnncat.identifiability.calibration import (
+from bnncat.evaluation import calibration
+from bnncat.evaluation.calibration import (
     HELD_OUT,
     IN_SAMPLE,
     LOO,
@@ -272,7 +272,13 @@ def test_posterior_predictive_is_exact_in_distribution(net):
         assert np.abs(z).max() < 4.5
         return
     # each draw's own CDF at its predictive draw is Uniform(0, 1)
-    w, mean, scale, df = net.components(params, X, spec)
+    obs = net.observation_parameters(params, X, spec)
+    if "w" in obs:  # a mixture's components
+        w, mean, scale, df = obs["w"], obs["mu"], obs["sigma"], None
+    else:  # an MLP's: one component
+        mean = obs["mu"][..., None]
+        w, scale = np.ones(mean.shape), np.broadcast_to(obs["sigma"][..., None], mean.shape)
+        df = obs["nu"][..., None] if "nu" in obs else None
     yy = draws[..., None, None]
     cdf = (
         stats.norm.cdf((yy - mean) / scale) if df is None else stats.t.cdf((yy - mean) / scale, df)
@@ -517,7 +523,17 @@ def test_loo_of_draws_from_an_approximation_is_corrected_by_p_over_q():
     assert lpd.value == pytest.approx(elpd.elpd) and lpd.se == pytest.approx(elpd.se)
     assert "az.loo_approximate_posterior" in lpd.note
     assert lpd.value != pytest.approx(az.loo(groups).elpd)  # plain LOO would score q
-    pit = az.loo_pit(groups, log_weights=elpd.log_weights, pareto_k=elpd.pareto_k)["y"].values
+    # the LOO-PIT weights carry the same p/q correction (ArviZ's PSIS of the ratios);
+    # elpd.log_weights is None here, which would give plain PSIS weights of q's draws
+    ratios = st["log_p"] - st["log_q"] - groups["log_likelihood"]["y"]
+    log_weights, _ = ratios.azstats.psislw(dim=["chain", "draw"], r_eff=1.0)
+    pit = az.loo_pit(
+        groups,
+        log_weights=xr.Dataset({"y": log_weights}),
+        pareto_k=xr.Dataset({"y": elpd.pareto_k}),
+    )["y"].values
+    plain = az.loo_pit(groups)["y"].values
+    assert not np.allclose(pit, plain)  # the correction changes the values
     assert row(table, "coverage 90%", LOO).value == pytest.approx(
         np.mean((pit >= 0.05) & (pit <= 0.95))
     )

@@ -7,13 +7,13 @@ import pymc as pm
 import pytest
 import xarray as xr
 
-from bnncat import data
+from bnncat import data, diagnose
 from bnncat import identifiability as ident
-from bnncat.identifiability import diagnosis
 from bnncat.identifiability.functional import functional_modes, unit_census
-from bnncat.identifiability.verdict import judge
 from bnncat.models import MLP, MixtureRegressor, OrderedMLP
 from bnncat.models.data_spec import DataSpec
+from bnncat.report import inputs as diagnosis_inputs
+from bnncat.report.verdict import judge
 
 SMALL = {"draws": 150, "tune": 300, "chains": 2, "progressbar": False}
 # small fits warn that they have not converged; that is what some of these tests diagnose
@@ -28,7 +28,7 @@ def mcycle_fit():
 
 @pytest.fixture(scope="module")
 def mcycle_report(mcycle_fit):
-    return ident.diagnose(mcycle_fit)
+    return diagnose(mcycle_fit)
 
 
 # -- the checks of the issue --------------------------------------------------------------
@@ -37,7 +37,7 @@ def mcycle_report(mcycle_fit):
 @pytest.mark.slow
 def test_chains_in_symmetric_copies_give_verdict_b(copies_fit):
     net, _, idata = copies_fit  # a user's own pm.sample run: net given
-    report = ident.diagnose(idata, net=net)
+    report = diagnose(idata, net=net)
     rhat = report.convergence["max_rhat"]
     assert rhat["raw weights"] > 1.5
     assert rhat["relabelled weights"] <= 1.01
@@ -83,7 +83,7 @@ def test_chains_in_different_functional_modes_give_verdict_d(sample_from_starts)
     left, right = float(starts[0]["b1"][0]), float(starts[2]["b1"][0])
     assert left * right < 0  # the optimisation really found the two edges
     idata = sample_from_starts(model, starts, draws=300, tune=300)
-    report = ident.diagnose(idata, net=net)
+    report = diagnose(idata, net=net)
     assert report.verdict.status == "d", str(report.verdict)
     assert report.functional["mode"].tolist() == [1, 1, 2, 2]
     assert "chains 0, 1" in report.verdict.sentence and "chains 2, 3" in report.verdict.sentence
@@ -94,7 +94,7 @@ def test_chains_in_different_functional_modes_give_verdict_d(sample_from_starts)
 def test_an_ordered_mlp_fit_stays_in_one_copy():
     ds = data.load("sine", n=60, noise=0.1, seed=2)
     idata = OrderedMLP((3,)).fit(ds.X, ds.y, random_seed=4, **SMALL)
-    report = ident.diagnose(idata)
+    report = diagnose(idata)
     assert (report.hopping["switch_rate"] == 0).all()
     assert (report.hopping["copies_visited"] == 1).all()
     assert report.hopping_summary["distinct_modal_copies"] == 1
@@ -105,7 +105,7 @@ def test_a_mixture_regressor_fit_is_diagnosed_with_its_components():
     idata = MixtureRegressor((4,), n_components=2, form="mdn").fit(
         ds.X, ds.y, random_seed=2, **SMALL
     )
-    report = ident.diagnose(idata)
+    report = diagnose(idata)
     assert "perm_component" in report.canon["relabelling"]
     assert report.convergence.loc["predictions", "quantities"] == ds.X.shape[0]
     assert report.verdict.status in "abcd"
@@ -147,7 +147,7 @@ def test_report_renders_markdown_html_and_figures(mcycle_report, tmp_path):
 
 def test_a_custom_probe_set_is_used(mcycle_fit):
     probe = np.linspace(0, 60, 7)[:, None]
-    report = ident.diagnose(mcycle_fit, X_probe=probe)
+    report = diagnose(mcycle_fit, X_probe=probe)
     assert report.convergence.loc["predictions", "quantities"] == 7
     assert report.predictions.shape[2] == 7
 
@@ -155,7 +155,7 @@ def test_a_custom_probe_set_is_used(mcycle_fit):
 def test_one_chain_says_rhat_is_undefined():
     ds = data.load("mcycle")
     idata = MLP((3,)).fit(ds.X, ds.y, random_seed=1, **(SMALL | {"chains": 1}))
-    report = ident.diagnose(idata)
+    report = diagnose(idata)
     assert report.convergence["max_rhat"].isna().all()
     assert report.verdict.status == "-"
     assert "R-hat is undefined" in report.verdict.sentence
@@ -169,7 +169,7 @@ def test_advi_says_what_it_cannot_tell_and_its_pareto_k():
     kwargs = {"method": "fullrank_advi", "draws": 400, "random_seed": 1, "progressbar": False}
     crude = net.fit(ds.X, ds.y, advi_iterations=30, advi_init="pymc", **kwargs)
     better = net.fit(ds.X, ds.y, advi_iterations=4000, **kwargs)
-    reports = [ident.diagnose(fit) for fit in (crude, better)]
+    reports = [diagnose(fit) for fit in (crude, better)]
     k_crude, k_better = (r.options["vi_pareto_k"] for r in reports)
     assert k_crude > 0.7 and k_better < k_crude  # k-hat sees how far q is from the posterior
     crude_report = reports[0]
@@ -183,21 +183,21 @@ def test_advi_says_what_it_cannot_tell_and_its_pareto_k():
 
 def test_bad_input_gets_clear_errors(mcycle_fit):
     with pytest.raises(TypeError, match="DataTree"):
-        ident.diagnose({"posterior": None})
+        diagnose({"posterior": None})
     no_post = xr.DataTree.from_dict({"observed_data": mcycle_fit["observed_data"].to_dataset()})
     with pytest.raises(ValueError, match="no posterior"):
-        ident.diagnose(no_post, net=MLP((4,)))
+        diagnose(no_post, net=MLP((4,)))
     short = mcycle_fit.isel(draw=slice(0, 10))
     with pytest.raises(ValueError, match="10 draws per chain.*at least 20"):
-        ident.diagnose(short)
+        diagnose(short)
     with pytest.raises(ValueError, match="X_probe"):
-        ident.diagnose(mcycle_fit, X_probe=np.zeros((5, 2)))
+        diagnose(mcycle_fit, X_probe=np.zeros((5, 2)))
     with pytest.raises(ValueError, match="X_probe"):
-        ident.diagnose(mcycle_fit, X_probe=np.array([[np.nan]]))
+        diagnose(mcycle_fit, X_probe=np.array([[np.nan]]))
     with pytest.raises(ValueError, match="method"):
-        ident.diagnose(mcycle_fit, method="hungarian")
+        diagnose(mcycle_fit, method="hungarian")
     with pytest.raises(ValueError, match="rhat_threshold"):
-        ident.diagnose(mcycle_fit, rhat_threshold=0.99)
+        diagnose(mcycle_fit, rhat_threshold=0.99)
 
 
 # -- the parts, on known inputs (no sampling) -----------------------------------------------
@@ -286,22 +286,22 @@ def test_held_out_data_is_checked_before_anything_runs(mcycle_fit, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("computation started before the input checks")
 
-    monkeypatch.setattr(diagnosis, "canonicalize", fail)
+    monkeypatch.setattr(diagnosis_inputs, "canonicalize", fail)
     with pytest.raises(ValueError, match="X_test has 2 columns"):
-        ident.diagnose(mcycle_fit, X_test=np.zeros((4, 2)), y_test=np.zeros(4))
+        diagnose(mcycle_fit, X_test=np.zeros((4, 2)), y_test=np.zeros(4))
     with pytest.raises(ValueError, match="y_test was given without X_test"):
-        ident.diagnose(mcycle_fit, y_test=np.zeros(4))
+        diagnose(mcycle_fit, y_test=np.zeros(4))
 
 
 def test_held_out_calibration_rows(mcycle_fit):
     ds = data.load("mcycle")
-    report = ident.diagnose(mcycle_fit, X_test=ds.X[::3], y_test=ds.y[::3])
+    report = diagnose(mcycle_fit, X_test=ds.X[::3], y_test=ds.y[::3])
     held = report.calibration[report.calibration["data"] == "held-out"]
     assert {"coverage 90%", "RMSE", "CRPS", "log predictive density"} <= set(held["metric"])
 
 
 def test_the_kind_of_a_fit_comes_from_its_attrs_or_its_sampler_stats(mcycle_fit):
-    from bnncat.identifiability.diagnosis import fit_kind
+    from bnncat.models.inference import fit_kind
 
     assert mcycle_fit.attrs["fit_kind"] == "mcmc" and fit_kind(mcycle_fit) == "mcmc"
     older = mcycle_fit.copy()

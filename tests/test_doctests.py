@@ -1,4 +1,4 @@
-"""The Examples sections of the models' docstrings run (those not marked +SKIP)."""
+"""The Examples sections of the modules' docstrings run (those not marked +SKIP)."""
 
 import doctest
 import importlib
@@ -8,7 +8,9 @@ import pytest
 MODULES = [
     "bnncat.models",
     "bnncat.models.mlp",
-    "bnncat.models.fitting",
+    "bnncat.models.inference",
+    "bnncat.models.inference.dispatch",
+    "bnncat.models.inference.progress",
     "bnncat.models.prediction",
     "bnncat.models.persistence",
     "bnncat.identifiability",
@@ -16,7 +18,11 @@ MODULES = [
     "bnncat.identifiability.relabel",
     "bnncat.identifiability.plots",
     "bnncat.identifiability.hopping",
-    "bnncat.models.density",
+    "bnncat.evaluation",
+    "bnncat.evaluation.density",
+    "bnncat.evaluation.plots",
+    "bnncat.report",
+    "bnncat.report.diagnosis",
     "bnncat.models.mixture",
     "bnncat.models.ordered_mlp",
 ]

@@ -10,7 +10,7 @@ import xarray as xr
 
 from bnncat import data
 from bnncat.models import MLP, load, mlp_forward, predict, read_net, save
-from bnncat.models.fitting import prediction_convergence, warn_if_unconverged
+from bnncat.models.inference.convergence_check import prediction_convergence, warn_if_unconverged
 from bnncat.models.persistence import check_posterior_matches
 
 TINY = {"draws": 60, "tune": 60, "chains": 2, "progressbar": False}
@@ -228,7 +228,7 @@ def test_store_mu_keeps_the_network_output():
         ({"chains": 1.5}, TypeError, "chains must be an integer"),
         ({"target_accept": 1.0}, ValueError, r"target_accept must lie in \(0, 1\)"),
         ({"random_seed": -1}, ValueError, "random_seed must be >= 0"),
-        ({"advi_iterations": 0}, ValueError, "advi_iterations must be >= 1"),
+        ({"method": "advi", "advi_iterations": 0}, ValueError, "advi_iterations must be >= 1"),
     ],
 )
 def test_bad_fit_options_fail_before_sampling(kwargs, exc, match, monkeypatch):
@@ -314,20 +314,20 @@ def test_prediction_convergence_ignores_symmetric_copies(nuts_fit):
 
 def test_prediction_convergence_checks_evenly_spaced_rows(nuts_fit, monkeypatch):
     """At most CHECK_ROWS training inputs, spread over the data, first and last included."""
-    from bnncat.models import fitting
+    from bnncat.models.inference import convergence_check
 
     net, ds, idata = nuts_fit
     spec = read_net(idata)[1]
     post = idata["posterior"]
     params = {k: post[k].values for k in post.data_vars}
-    monkeypatch.setattr(fitting, "CHECK_ROWS", 5)
+    monkeypatch.setattr(convergence_check, "CHECK_ROWS", 5)
     rows = [0, 10, 20, 29, 39]  # 40 rows: np.linspace(0, 39, 5) rounded
     mu = net.forward(params, np.asarray(ds.X)[rows], spec)
     mu = xr.Dataset({"mu": (("chain", "draw", "obs", "output"), mu)})
     conv = prediction_convergence(idata, net, spec)
     assert conv["max_rhat"] == pytest.approx(float(az.rhat(mu)["mu"].max()), rel=1e-12)
     assert conv["min_ess_bulk"] == pytest.approx(float(az.ess(mu)["mu"].min()), rel=1e-12)
-    monkeypatch.setattr(fitting, "CHECK_ROWS", 200)  # more than the data: every row
+    monkeypatch.setattr(convergence_check, "CHECK_ROWS", 200)  # more than the data: every row
     mu_all = xr.Dataset(
         {"mu": (("chain", "draw", "obs", "output"), net.forward(params, np.asarray(ds.X), spec))}
     )

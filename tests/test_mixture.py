@@ -13,9 +13,9 @@ from scipy import special, stats
 from bnncat import data
 from bnncat import identifiability as ident
 from bnncat.cli import main
+from bnncat.evaluation.density import log_predictive_density, predictive_density
 from bnncat.models import MLP, MixtureRegressor, load, predict, read_net, save
-from bnncat.models.density import log_predictive_density, predictive_density
-from bnncat.models.fitting import prediction_convergence
+from bnncat.models.inference.convergence_check import prediction_convergence
 from bnncat.models.mlp import DEFAULT_PRIOR_SCALE
 from bnncat.models.prediction import net_and_spec
 
@@ -192,7 +192,8 @@ def test_component_relabelling_is_idempotent_and_keeps_the_density(mdn_fit):
     canon = ident.canonicalize(idata)
     post = canon["posterior"]
     _, spec = read_net(idata)
-    _, means, _, _ = net.components({k: post[k].values for k in post.data_vars}, ds.X, spec)
+    params = {k: post[k].values for k in post.data_vars}
+    means = net.observation_parameters(params, ds.X, spec)["mu"]
     assert (np.diff(means.mean(axis=-3), axis=-1) >= 0).all()  # key: mean at the data
     assert canon["relabelling"]["perm_component"].dims == ("chain", "draw", "output", "component")
     assert list(canon["relabelling"]["component"].values) == [0, 1, 2]
@@ -367,9 +368,9 @@ def test_label_switching_between_chains_is_removed_by_relabelling(sample_from_st
     # and relabelling must not swap components within a chain: at x = 1 the branches are
     # at -2 and +2, so every draw of every chain should order them the same way
     post = canon["posterior"]
-    _, means, _, _ = net.components(
+    means = net.observation_parameters(
         {k: post[k].values for k in post.data_vars}, [[1.0]], read_net_spec(canon, net)
-    )
+    )["mu"]
     order = np.argsort(means[:, :, 0, 0, :], axis=-1)[..., 0]  # (chain, draw)
     assert (order == order[0, 0]).mean() >= 0.99
 
@@ -429,7 +430,8 @@ def test_mdn_prior_draws_match_the_stated_priors():
     assert stats.kstest(prior["b_out"][:, 2], stats.norm(scale=net.bias_scale).cdf).pvalue > 0.01
     # y at one input against draws from the components that the same parameters give
     row = 50
-    w, means, sds, _ = net.components(prior, X[row : row + 1], spec)
+    mixture = net.observation_parameters(prior, X[row : row + 1], spec)
+    w, means, sds = mixture["w"], mixture["mu"], mixture["sigma"]
     rng = np.random.default_rng(0)
     k = (rng.random(2000)[:, None] > np.cumsum(w[:, 0, 0], axis=-1)).sum(axis=-1)
     pick = np.arange(2000)

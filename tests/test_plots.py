@@ -6,9 +6,9 @@ import pytest
 from matplotlib.collections import PathCollection, QuadMesh
 
 from bnncat import data
-from bnncat.identifiability.plots import plot_conditional_density
+from bnncat.evaluation.density import predictive_density
+from bnncat.evaluation.plots import plot_conditional_density
 from bnncat.models import MLP, MixtureRegressor, read_net
-from bnncat.models.density import predictive_density
 
 # tiny fits: the convergence warnings of fit() are expected and beside the point here
 pytestmark = pytest.mark.filterwarnings("ignore:R-hat of the predictions:UserWarning")
@@ -101,7 +101,7 @@ def test_density_integrates_to_one_over_y(fit_name, request):
     post = idata["posterior"]
     params = {k: post[k].values for k in post.data_vars}
     x_grid = np.linspace(*_padded(idata["constant_data"]["X"].values[:, 0], 0.05), 25)
-    _, _, scale, _ = net.components(params, x_grid[:, None], spec)
+    scale = net.observation_parameters(params, x_grid[:, None], spec)["sigma"]
     assert scale.min() > step  # the grid resolves every component
     assert dens[[0, -1]].max() < 1e-3 * dens.max()  # no mass cut off at the edges
     integral = np.trapezoid(dens, dx=step, axis=0)

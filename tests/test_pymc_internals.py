@@ -22,17 +22,8 @@ def test_the_parameter_check_rewrite_is_registered_by_name():
     names = pytensor.compile.optdb["canonicalize"].__db__
     assert pymc_internals.CHECK_PARAMETER_REWRITE in names, (
         f"PyTensor's canonicalize database has no {pymc_internals.CHECK_PARAMETER_REWRITE!r}: "
-        "the JAX ADVI loop of bnncat.models.fitting asks for it by name"
+        "the JAX ADVI loop of bnncat.models.inference.advi_jax asks for it by name"
     )
-
-
-def test_the_jaxified_logp_is_restored_after_a_fit():
-    import pymc.sampling.jax as pymc_jax
-
-    before = pymc_jax.get_jaxified_logp
-    with pymc_internals.replaced_jaxified_logp(lambda original: "replaced"):
-        assert pymc_jax.get_jaxified_logp == "replaced"
-    assert pymc_jax.get_jaxified_logp is before
 
 
 def test_a_pymc_outside_the_checked_versions_is_warned_about(monkeypatch):

@@ -43,7 +43,7 @@ import pandas as pd
 import xarray as xr
 from scipy import special, stats
 
-from bnncat.models.density import log_predictive_density
+from bnncat.evaluation.density import log_predictive_density
 from bnncat.models.prediction import net_and_spec
 from bnncat.models.validation import check_labels, check_positive_int, check_regression_y, check_X
 from bnncat.thresholds import PARETO_K_MAX
@@ -176,61 +176,35 @@ def _chains(post: xr.Dataset) -> Iterator[dict[str, np.ndarray]]:
         yield {k: post[k].values[c] for k in post.data_vars}
 
 
-def _class_log_probs(net: Any, logits: np.ndarray) -> np.ndarray:
-    """Log class probabilities (..., n, n_classes) from the network's logits."""
-    if net.lik.binary:
-        z = logits[..., 0]
-        return np.stack([special.log_expit(-z), special.log_expit(z)], axis=-1)
-    return special.log_softmax(logits, axis=-1)
-
-
-def _component_logpdf(y, mean, scale, df):
-    if df is None:
-        return stats.norm.logpdf(y, mean, scale)
-    return stats.t.logpdf(y, df, mean, scale)
+def _class_probs(fit: _Training, params: dict, X: np.ndarray) -> np.ndarray:
+    """Class probabilities (draw, n, n_classes) from the net's likelihood."""
+    obs = fit.net.observation_parameters(params, X, fit.spec)
+    return np.exp(fit.net.lik.class_log_probs(obs, fit.spec.n_classes))
 
 
 def _loglik(fit: _Training, params: dict, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Log-likelihood of each row (draw, n), summed over outputs."""
-    if fit.regression:
-        w, mean, scale, df = fit.net.components(params, X, fit.spec)
-        with np.errstate(divide="ignore"):  # a zero mixture weight is log 0 = -inf, as meant
-            logp = _component_logpdf(y[:, :, None], mean, scale, df) + np.log(w)
-        return special.logsumexp(logp, axis=-1).sum(axis=-1)
-    logp = _class_log_probs(fit.net, fit.net.forward(params, X, fit.spec))
-    return np.take_along_axis(logp, y[None, :, None], axis=-1)[..., 0]
-
-
-def _first_index(u: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Index of the category a uniform ``u`` falls in, given probabilities on the last axis."""
-    k = (u[..., None] > np.cumsum(probs, axis=-1)).sum(axis=-1)
-    return np.minimum(k, probs.shape[-1] - 1)  # rounding of the cumulative sum
+    logp = fit.net.lik.logp(fit.net.observation_parameters(params, X, fit.spec), y[None])
+    return logp.sum(axis=-1) if fit.regression else logp
 
 
 def _sample(fit: _Training, params: dict, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One predictive draw of y per posterior draw: (draw, n, output) or (draw, n) labels."""
-    if fit.regression:
-        w, mean, scale, df = fit.net.components(params, X, fit.spec)
-        k = _first_index(rng.random(mean.shape[:-1]), w)[..., None]
-        loc = np.take_along_axis(mean, k, axis=-1)[..., 0]
-        sd = np.take_along_axis(scale, k, axis=-1)[..., 0]
-        if df is None:
-            z = rng.standard_normal(loc.shape)
-        else:
-            z = rng.standard_t(np.broadcast_to(df[..., 0], loc.shape))
-        return loc + sd * z
-    probs = np.exp(_class_log_probs(fit.net, fit.net.forward(params, X, fit.spec)))
-    return _first_index(rng.random(probs.shape[:-1]), probs).astype(np.int64)
+    obs = fit.net.observation_parameters(params, X, fit.spec)
+    n_draws = next(iter(params.values())).shape[0]
+    shape = (n_draws, X.shape[0]) + ((fit.spec.n_outputs,) if fit.regression else ())
+    # the parameters broadcast to the full shape, so that every row gets its own draw
+    full = {k: np.broadcast_to(v, shape + np.shape(v)[len(shape) :]) for k, v in obs.items()}
+    out = fit.net.lik.draw(full, int(rng.integers(2**31)))
+    return out if fit.regression else out.astype(np.int64)
 
 
 def _predictive_cdf(fit: _Training, X: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Posterior predictive CDF at y (n, output): the average over draws of each draw's CDF."""
     total = np.zeros(y.shape)
     for params in _chains(fit.posterior):
-        w, mean, scale, df = fit.net.components(params, X, fit.spec)
-        z = (y[:, :, None] - mean) / scale
-        cdf = stats.norm.cdf(z) if df is None else stats.t.cdf(z, df)
-        total += (w * cdf).sum(axis=-1).sum(axis=0)
+        obs = fit.net.observation_parameters(params, X, fit.spec)
+        total += np.exp(fit.net.lik.logcdf(obs, y[None])).sum(axis=0)
     return total / fit.n_draws
 
 
@@ -238,9 +212,10 @@ def _predictive_mean(fit: _Training, X: np.ndarray) -> np.ndarray:
     """Posterior predictive mean (n, output) for regression, class probabilities (n, K) else."""
     total = 0.0
     for params in _chains(fit.posterior):
-        out = fit.net.forward(params, X, fit.spec)
-        if not fit.regression:
-            out = np.exp(_class_log_probs(fit.net, out))
+        if fit.regression:
+            out = fit.net.forward(params, X, fit.spec)
+        else:
+            out = _class_probs(fit, params, X)
         total = total + out.sum(axis=0)
     return total / fit.n_draws
 
@@ -296,13 +271,11 @@ def add_predictive_groups(
 ) -> xr.DataTree:
     """Return a copy of a fit with ``log_likelihood`` and ``posterior_predictive`` groups.
 
-    Both are computed in NumPy from the net's observation model at the
-    training inputs (``constant_data["X"]``) and targets
-    (``observed_data["y"]``): regression from ``net.components`` (a mixture of
-    Gaussian or Student-t components per draw, which covers ``MLP``,
-    ``OrderedMLP`` and ``MixtureRegressor``), classification from the logits
-    (Bernoulli: ``log_expit``; categorical: ``log_softmax``). Groups of those
-    names already present are replaced: they are recomputed, never trusted.
+    Both come from the net's likelihood (its PyMC distribution's log density
+    and draws, ``bnncat.models.likelihoods``) at the training inputs
+    (``constant_data["X"]``) and targets (``observed_data["y"]``), with the
+    parameters ``net.observation_parameters`` gives for every draw. Groups of
+    those names already present are replaced: they are recomputed, never trusted.
 
     Parameters
     ----------
@@ -336,7 +309,7 @@ def add_predictive_groups(
     Examples
     --------
     >>> import arviz as az
-    >>> from bnncat.identifiability.calibration import add_predictive_groups
+    >>> from bnncat.evaluation.calibration import add_predictive_groups
     >>> tree = add_predictive_groups(idata)  # doctest: +SKIP
     >>> az.loo(tree)  # doctest: +SKIP
     >>> az.plot_ppc_dist(tree)  # doctest: +SKIP
@@ -369,7 +342,7 @@ def select_output(tree: xr.DataTree, output: int | str) -> xr.DataTree:
     Examples
     --------
     >>> import arviz as az
-    >>> from bnncat.identifiability.calibration import add_predictive_groups, select_output
+    >>> from bnncat.evaluation.calibration import add_predictive_groups, select_output
     >>> tree = add_predictive_groups(idata_two_outputs)  # doctest: +SKIP
     >>> az.loo_pit(select_output(tree, "y1"))  # doctest: +SKIP
     """
@@ -515,9 +488,27 @@ def _rmse(mean: np.ndarray, y: np.ndarray) -> Any:
     return az.metrics(tree, kind="rmse", round_to="none")
 
 
-def _loo_pit(view: xr.DataTree, elpd: Any = None) -> np.ndarray:
-    """LOO-PIT values of ``y`` (az.loo_pit), with the given LOO's weights if any."""
-    weights = {} if elpd is None else {"log_weights": elpd.log_weights, "pareto_k": elpd.pareto_k}
+def _loo_log_weights(tree: xr.DataTree, elpd: Any) -> xr.DataArray:
+    """Smoothed log importance weights (obs, chain, draw) of the LOO that ``elpd`` is.
+
+    ``az.loo`` keeps them. ``az.loo_approximate_posterior`` does not: for draws from
+    an approximation they are PSIS of the ratios p(theta | y_-i) / q (ArviZ's
+    ``psislw`` on log p - log q - log p(y_i | theta)), as that function computes inside.
+    """
+    if elpd.log_weights is not None:
+        return elpd.log_weights
+    stats = tree["sample_stats"]
+    ratios = stats["log_p"] - stats["log_q"] - tree["log_likelihood"]["y"]
+    log_weights, _ = ratios.azstats.psislw(dim=["chain", "draw"], r_eff=1.0)
+    return log_weights
+
+
+def _loo_pit(view: xr.DataTree, elpd: Any) -> np.ndarray:
+    """LOO-PIT values of ``y`` (az.loo_pit) with the LOO's own smoothed weights."""
+    weights = {  # by variable, as az.loo_pit takes them
+        "log_weights": xr.Dataset({"y": _loo_log_weights(view, elpd)}),
+        "pareto_k": xr.Dataset({"y": elpd.pareto_k}),
+    }
     return _quiet_arviz(az.loo_pit, view, **weights)["y"].values
 
 
@@ -548,31 +539,26 @@ def _loo_rows(tree: xr.DataTree, fit: _Training, levels: tuple[float, ...]) -> l
         ),
     ]
     if not fit.regression:
-        if fit.net.lik.binary:
-            acc = _quiet_arviz(az.loo_metrics, tree, kind="acc", round_to="none")
-            value, se = acc.mean, acc.se
-            note = "az.loo_metrics(kind='acc'): PSIS-LOO mean of the predictive draws > 0.5"
-        else:
-            # az.loo_metrics thresholds a mean label at 0.5: binary only. The PSIS-LOO class
-            # probabilities come from az.loo's smoothed weights instead.
-            lw = elpd.log_weights.transpose("chain", "draw", ...).values
-            weights = np.exp(lw - special.logsumexp(lw, axis=(0, 1), keepdims=True))
-            p_loo = 0.0
-            for c, params in enumerate(_chains(fit.posterior)):
-                logits = fit.net.forward(params, fit.X, fit.spec)
-                probs = np.exp(_class_log_probs(fit.net, logits))
-                p_loo = p_loo + np.einsum("sn,snk->nk", weights[c], probs)
-            correct = p_loo.argmax(axis=-1) == fit.y
-            value = correct.mean()
-            se = np.sqrt(value * (1 - value) / n)
-            note = "argmax of PSIS-LOO class probabilities (az.loo's smoothed weights)"
+        # PSIS-LOO class probabilities from az.loo's smoothed weights, for two classes too:
+        # az.loo_metrics(kind="acc") thresholds the LOO mean of one predictive draw per
+        # posterior draw, whose noise flips rows near p = 0.5 with the seed
+        lw = _loo_log_weights(tree, elpd).transpose("chain", "draw", ...).values
+        weights = np.exp(lw - special.logsumexp(lw, axis=(0, 1), keepdims=True))
+        p_loo = 0.0
+        for c, params in enumerate(_chains(fit.posterior)):
+            probs = _class_probs(fit, params, fit.X)
+            p_loo = p_loo + np.einsum("sn,snk->nk", weights[c], probs)
+        correct = p_loo.argmax(axis=-1) == fit.y
+        value = correct.mean()
+        se = np.sqrt(value * (1 - value) / n)
+        note = "argmax of PSIS-LOO class probabilities (az.loo's smoothed weights)"
         rows.append(_row("accuracy", LOO, value, se, note=f"{note}; {k_note}"))
         return rows
     names = list(fit.spec.output_names)
     for j, name in enumerate(names):
         view = select_output(tree, j) if len(names) > 1 else tree
         suffix = f" [{name}]" if len(names) > 1 else ""
-        pit = _loo_pit(view, elpd if how != "az.loo" else None)
+        pit = _loo_pit(view, elpd)
         for lev in levels:
             inside = _in_central(pit, lev)
             rows.append(
@@ -636,7 +622,7 @@ def _direct_rows(
     if data == HELD_OUT and fit.regression:
         lpd = log_predictive_density(idata, X, y, net=fit.net, max_draws=fit.n_draws)
         pointwise = lpd["pointwise"]
-        lpd_note = "bnncat.models.density.log_predictive_density over all draws"
+        lpd_note = "bnncat.evaluation.density.log_predictive_density over all draws"
     else:
         pointwise = _lpd_from_loglik(ll)
         lpd_note = "log of the mean over draws of p(y_i | theta)"
@@ -743,6 +729,7 @@ def calibration_table(
     net: Any = None,
     levels: Sequence[float] = (0.5, 0.9, 0.95),
     random_seed: int | None = 0,
+    groups: xr.DataTree | None = None,
 ) -> pd.DataFrame:
     """Calibration and predictive accuracy of a fit, on PSIS-LOO and held-out or in-sample data.
 
@@ -764,6 +751,10 @@ def calibration_table(
     random_seed : int or None
         Seed of the posterior predictive draws (LOO-PIT, LOO CRPS and RMSE,
         held-out CRPS).
+    groups : xarray.DataTree, optional
+        The fit's predictive groups from :func:`add_predictive_groups` with the
+        same seed, when the caller has them already (``diagnose`` computes them
+        once for every check).
 
     Returns
     -------
@@ -802,12 +793,12 @@ def calibration_table(
         pointwise values) and ``log predictive density per row``; for LOO
         this is elpd_loo from ``az.loo``, with p_loo and the number of Pareto
         k > 0.7 in the note. Held-out regression uses
-        :func:`bnncat.models.density.log_predictive_density`. Multi-output
+        :func:`bnncat.evaluation.density.log_predictive_density`. Multi-output
         regression: the log predictive density is that of whole rows.
 
     Examples
     --------
-    >>> from bnncat.identifiability.calibration import calibration_table
+    >>> from bnncat.evaluation.calibration import calibration_table
     >>> table = calibration_table(idata, X_test=X_test, y_test=y_test)  # doctest: +SKIP
     >>> table.query("metric == 'coverage 90%'")  # doctest: +SKIP
     """
@@ -815,7 +806,7 @@ def calibration_table(
     levels = _check_levels(levels)
     seed = _check_seed(random_seed)
     test = _check_test(fit, X_test, y_test)
-    tree = _groups(idata, fit, seed)
+    tree = groups if groups is not None else _groups(idata, fit, seed)
     if test is None:
         draws = tree["posterior_predictive"]["y"].values
         ll = tree["log_likelihood"]["y"].values
@@ -869,7 +860,7 @@ def pit_values(
 
     Examples
     --------
-    >>> from bnncat.identifiability.calibration import pit_values
+    >>> from bnncat.evaluation.calibration import pit_values
     >>> pit = pit_values(idata, X_test=X_test, y_test=y_test)  # doctest: +SKIP
     >>> pit["heldout_pit"].plot.hist()  # doctest: +SKIP
     """
@@ -883,11 +874,10 @@ def pit_values(
         )
     tree = _groups(idata, fit, seed)
     names = list(fit.spec.output_names)
-    elpd, how = _elpd_loo(tree)
-    weights = elpd if how != "az.loo" else None  # draws from an approximation: p/q weights
+    elpd, _ = _elpd_loo(tree)
     loo = np.stack(
         [
-            _loo_pit(select_output(tree, j) if len(names) > 1 else tree, weights)
+            _loo_pit(select_output(tree, j) if len(names) > 1 else tree, elpd)
             for j in range(len(names))
         ],
         axis=-1,

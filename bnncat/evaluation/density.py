@@ -1,23 +1,28 @@
 """Posterior predictive density of regression models: on a grid, its quantiles, and LPD.
 
 p(y | x, D) is the average over posterior draws of each draw's observation
-model, a mixture of K Gaussian (or Student-t) components; an MLP's Gaussian
-likelihood is the case K = 1. Everything works from a fit alone (its attrs
-say which net produced it).
+model, whose density comes from the net's likelihood (``bnncat.models.likelihoods``).
+Everything works from a fit alone (its attrs say which net produced it).
 """
 
 from typing import Any
 
 import numpy as np
 import xarray as xr
-from scipy import special, stats
+from scipy import special
 
 from bnncat.models.prediction import net_and_spec
 from bnncat.models.validation import check_positive_int, check_X
 
 
-def _draw_components(idata, X_new, net, max_draws, random_seed):
+def _draw_parameters(idata, X_new, net, max_draws, random_seed):
+    """Return the net, spec, inputs and the likelihood's parameters of (a subset of) the draws."""
     net, spec = net_and_spec(idata, net)
+    if net.lik.task != "regression":
+        raise ValueError(
+            f"a predictive density on a y grid needs a regression likelihood, not "
+            f"{net.likelihood!r}"
+        )
     X = check_X(X_new, "X_new", n_features=spec.n_features)
     post = idata["posterior"]
     params = {k: post[k].values.reshape(-1, *post[k].shape[2:]) for k in post.data_vars}
@@ -26,13 +31,12 @@ def _draw_components(idata, X_new, net, max_draws, random_seed):
     if n_draws > max_draws:  # an evenly random thinning keeps the mixture unbiased
         keep = np.random.default_rng(random_seed).choice(n_draws, max_draws, replace=False)
         params = {k: v[np.sort(keep)] for k, v in params.items()}
-    return net, spec, X, net.components(params, X, spec)
+    return net, spec, X, net.observation_parameters(params, X, spec)
 
 
-def _component_logpdf(y, mean, scale, df):
-    if df is None:
-        return stats.norm.logpdf(y, mean, scale)
-    return stats.t.logpdf(y, df, mean, scale)
+def _row(params: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+    """Select row ``i`` of the parameters: axis 1 is the rows (or 1, shared by every row)."""
+    return {k: v[:, i : i + 1] if v.shape[1] > 1 else v for k, v in params.items()}
 
 
 def predictive_density(
@@ -70,22 +74,18 @@ def predictive_density(
     Examples
     --------
     >>> import numpy as np
-    >>> from bnncat.models.density import predictive_density
+    >>> from bnncat.evaluation.density import predictive_density
     >>> dens = predictive_density(idata, [[0.5]], np.linspace(-1, 2, 301))  # doctest: +SKIP
     """
-    net, spec, X, (w, mean, scale, df) = _draw_components(idata, X_new, net, max_draws, random_seed)
+    net, spec, X, params = _draw_parameters(idata, X_new, net, max_draws, random_seed)
     grid = np.asarray(y_grid, dtype=np.float64)
     if grid.ndim != 1 or grid.size < 2 or not np.isfinite(grid).all():
         raise ValueError("y_grid must be a 1-D array of at least 2 finite values")
     out = np.empty((X.shape[0], spec.n_outputs, grid.size))
-    for i in range(X.shape[0]):  # one row at a time keeps memory at draws x K x G
-        logp = _component_logpdf(
-            grid,
-            mean[:, i, ..., None],
-            scale[:, i, ..., None],
-            None if df is None else df[:, 0, ..., None],
-        ) + np.log(w[:, i, ..., None])
-        out[i] = np.exp(special.logsumexp(logp, axis=-2)).mean(axis=0)  # over K, then draws
+    y = grid[:, None, None, None]  # (G, draw, row, output)
+    for i in range(X.shape[0]):  # one row at a time keeps memory at draws x G
+        logp = net.lik.logp(_row(params, i), y)[:, :, 0]  # (G, draw, output)
+        out[i] = np.exp(logp).mean(axis=1).T
     return xr.DataArray(
         out,
         dims=("obs", "output", "y"),
@@ -101,7 +101,7 @@ def predictive_quantiles(density: xr.DataArray, probs: object = (0.05, 0.5, 0.95
     --------
     >>> import numpy as np, xarray as xr
     >>> from scipy import stats
-    >>> from bnncat.models.density import predictive_quantiles
+    >>> from bnncat.evaluation.density import predictive_quantiles
     >>> y = np.linspace(-6, 6, 2001)
     >>> d = xr.DataArray(stats.norm.pdf(y)[None, None], dims=("obs", "output", "y"),
     ...                  coords={"y": y})
@@ -150,10 +150,10 @@ def log_predictive_density(
 
     Examples
     --------
-    >>> from bnncat.models.density import log_predictive_density
+    >>> from bnncat.evaluation.density import log_predictive_density
     >>> lpd = log_predictive_density(idata, X_test, y_test)  # doctest: +SKIP
     """
-    net, spec, Xv, (w, mean, scale, df) = _draw_components(idata, X, net, max_draws, random_seed)
+    net, spec, Xv, params = _draw_parameters(idata, X, net, max_draws, random_seed)
     y_arr = np.asarray(y, dtype=np.float64)
     y_arr = y_arr[:, None] if y_arr.ndim == 1 else y_arr
     if y_arr.shape != (Xv.shape[0], spec.n_outputs) or not np.isfinite(y_arr).all():
@@ -161,8 +161,7 @@ def log_predictive_density(
             f"y must be finite with shape ({Xv.shape[0]}, {spec.n_outputs}) or "
             f"({Xv.shape[0]},); got {np.shape(y)}"
         )
-    logp = _component_logpdf(y_arr[None, :, :, None], mean, scale, df) + np.log(w)
-    per_draw = special.logsumexp(logp, axis=-1).sum(axis=-1)  # (draws, n)
+    per_draw = net.lik.logp(params, y_arr[None]).sum(axis=-1)  # (draws, n)
     pointwise = special.logsumexp(per_draw, axis=0) - np.log(per_draw.shape[0])
     n = pointwise.size
     return {

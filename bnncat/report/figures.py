@@ -1,0 +1,61 @@
+"""The figures of a diagnosis report: the at-a-glance panel and every figure by name.
+
+They assemble the symmetry plots of :mod:`bnncat.identifiability.plots` and the
+predictive plots of :mod:`bnncat.evaluation.plots` for a
+:class:`~bnncat.report.diagnosis.DiagnosticReport`.
+"""
+
+from typing import Any
+
+import arviz as az
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from bnncat.evaluation.plots import plot_coverage, plot_predictive
+from bnncat.identifiability.plots import (
+    plot_chain_distance,
+    plot_hopping_timeline,
+    plot_raw_vs_relabelled,
+    plot_rhat_by_space,
+    plot_unit_pair,
+)
+from bnncat.models import read_net
+
+
+def plot_panel(report: Any) -> Figure:
+    """Draw the at-a-glance panel of a :class:`DiagnosticReport` (``report.plot()``)."""
+    fig = plt.figure(figsize=(15, 8.5), layout="constrained")
+    grid = fig.add_gridspec(2, 3)
+    plot_rhat_by_space(
+        report.convergence,
+        threshold=report.options["rhat_threshold"],
+        ax=fig.add_subplot(grid[0, 0]),
+    )
+    plot_hopping_timeline(report.canon, ax=fig.add_subplot(grid[0, 1:]))
+    plot_chain_distance(
+        report.chain_distance, report.functional["mode"].tolist(), ax=fig.add_subplot(grid[1, 0])
+    )
+    net, spec = read_net(report.idata)
+    if net.lik.task != "regression" or spec.n_outputs == 1:  # bands in one axes
+        plot_predictive(report.idata, ax=fig.add_subplot(grid[1, 1]))
+    plot_coverage(report.calibration, ax=fig.add_subplot(grid[1, 2]))
+    fig.suptitle(f"({report.verdict.status}) {report.verdict.label}", fontsize=14)
+    return fig
+
+
+def report_figures(report: Any) -> dict[str, Any]:
+    """Every figure of a report by name (see ``DiagnosticReport.figures``)."""
+    figs: dict[str, Any] = {"panel": plot_panel(report)}
+    figs["trace_raw_vs_relabelled"] = plot_raw_vs_relabelled(report.idata, report.canon)
+    if report.idata["posterior"].sizes["chain"] > 1:  # rank plots compare chains
+        figs["rank_raw_vs_relabelled"] = plot_raw_vs_relabelled(
+            report.idata, report.canon, kind="rank"
+        )
+    width = report.idata["posterior"]["W_out"].shape[2]
+    if width >= 2:
+        figs["pair_units"] = plot_unit_pair(report.idata, report.canon)
+    figs["hopping"] = plot_hopping_timeline(report.canon)
+    figs["predictive"] = plot_predictive(report.idata)
+    figs["ppc"] = az.plot_ppc_dist(report.checks, backend="matplotlib")
+    figs["loo_pit"] = az.plot_loo_pit(report.checks, backend="matplotlib")
+    return figs

@@ -1,0 +1,89 @@
+"""The check every MCMC fit ends with: whether the chains agree on the fitted function."""
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+import xarray as xr
+
+from bnncat.thresholds import MIN_ESS_PER_CHAIN, RHAT_MAX
+
+#: bnncat.models: warnings point at the user's call, not at a frame in here
+_MODELS_DIR = Path(__file__).resolve().parents[1]
+#: Training rows at most that the check evaluates the network at, evenly spaced in
+#: the data's order: R-hat and ESS at thousands of rows can take longer than the fit
+#: itself (``diagnose`` checks every probe input).
+CHECK_ROWS = 200
+#: Floats per block of draws when the check evaluates the network (32 MB).
+_FORWARD_BLOCK = 2**22
+
+
+def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str, float]:
+    """R-hat and ESS of the network output at the training inputs, and divergences.
+
+    At most ``CHECK_ROWS`` training inputs, evenly spaced in the data's order.
+
+    The network output is invariant to permuting or sign-flipping hidden
+    units, so, unlike raw weights, its R-hat says whether the chains agree on
+    the function.
+
+    Returns
+    -------
+    dict
+        ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` over those inputs and
+        all outputs, ``divergences`` and ``chains``.
+    """
+    post = idata["posterior"]
+    X = idata["constant_data"]["X"].values
+    X = X[np.unique(np.linspace(0, len(X) - 1, min(len(X), CHECK_ROWS)).round().astype(int))]
+    params = {k: post[k].values for k in post.data_vars}
+    # in blocks of draws: the hidden activations of all draws at all rows at once would
+    # take chains x draws x n x width floats (2 GB for 4 x 1000 draws, N=2000, width 32)
+    width = max(*net.hidden, net.head_size(spec))
+    block = max(1, _FORWARD_BLOCK // (post.sizes["chain"] * X.shape[0] * width))
+    mu = np.concatenate(
+        [
+            net.forward({k: v[:, i : i + block] for k, v in params.items()}, X, spec)
+            for i in range(0, post.sizes["draw"], block)
+        ],
+        axis=1,
+    )
+    mu = xr.Dataset({"mu": (("chain", "draw", "obs", "output"), mu)})
+    stats = idata["sample_stats"] if "sample_stats" in idata.children else None
+    diverging = stats["diverging"] if stats is not None and "diverging" in stats else None
+    return {
+        "max_rhat": float(az.rhat(mu)["mu"].max()) if post.sizes["chain"] > 1 else float("nan"),
+        "min_ess_bulk": float(az.ess(mu, method="bulk")["mu"].min()),
+        "min_ess_tail": float(az.ess(mu, method="tail")["mu"].min()),
+        "divergences": int(diverging.sum()) if diverging is not None else 0,  # none for ADVI
+        "chains": int(post.sizes["chain"]),
+    }
+
+
+def warn_if_unconverged(conv: dict[str, float]) -> None:
+    """Warn in plain words when the chains disagree on predictions or diverged."""
+    problems = []
+    if conv["max_rhat"] > RHAT_MAX:
+        problems.append(
+            f"R-hat of the predictions at the training inputs is {conv['max_rhat']:.3f} "
+            f"(> {RHAT_MAX}): the chains disagree on the fitted function; run longer (tune, draws) "
+            "or compare chains"
+        )
+    if conv["min_ess_bulk"] < MIN_ESS_PER_CHAIN * conv["chains"]:
+        problems.append(
+            f"the smallest bulk ESS of the predictions is {conv['min_ess_bulk']:.0f}, "
+            f"fewer than {MIN_ESS_PER_CHAIN} per chain ({MIN_ESS_PER_CHAIN * conv['chains']} "
+            f"for {conv['chains']} chains): "
+            "draw more"
+        )
+    if conv["divergences"]:
+        problems.append(
+            f"{conv['divergences']} divergent transitions: raise target_accept (e.g. 0.95) "
+            "or simplify the prior"
+        )
+    if problems:
+        warnings.warn(
+            "; ".join(problems) + ".", UserWarning, skip_file_prefixes=(str(_MODELS_DIR),)
+        )

@@ -1,0 +1,154 @@
+"""NUTS through ``pm.sample``, on numpyro, blackjax, nutpie or PyMC's own sampler."""
+
+import importlib.util
+from typing import Any
+
+import pymc as pm
+import xarray as xr
+
+from bnncat.models.inference.convergence_check import prediction_convergence, warn_if_unconverged
+from bnncat.models.inference.problem import as_float64, check_precision, prepare_problem, record_fit
+from bnncat.models.inference.registry import register
+from bnncat.models.jax_runtime import jax_session
+from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
+
+NUTS_SAMPLERS = ("numpyro", "nutpie", "pymc", "blackjax")
+#: Chosen by ``benchmarks/nuts_backends.py`` (README, "Choice of NUTS backend"):
+#: the most effective samples of the predictions per second on 2 cores.
+DEFAULT_NUTS_SAMPLER = "numpyro"
+_SAMPLER_PACKAGES = {"numpyro": "numpyro", "nutpie": "nutpie", "blackjax": "blackjax"}
+_JAX_SAMPLERS = ("numpyro", "blackjax")
+
+
+def numpyro_chain_method(chains: int) -> str:
+    """How numpyro should run ``chains`` chains on this machine.
+
+    One chain per XLA device when there are enough devices (``bnncat`` asks
+    JAX for several CPU host devices at import, see ``bnncat/__init__.py``);
+    on a single accelerator the chains are vectorised; otherwise they run one
+    after another, which on CPU beats vectorising them (the benchmark in
+    ``benchmarks/nuts_backends.py``).
+    """
+    import jax
+
+    if jax.local_device_count() >= chains:
+        return "parallel"
+    return "vectorized" if jax.default_backend() != "cpu" else "sequential"
+
+
+def _check_sampler(nuts_sampler: object) -> str:
+    nuts_sampler = check_choice(nuts_sampler, NUTS_SAMPLERS, "nuts_sampler")
+    package = _SAMPLER_PACKAGES.get(nuts_sampler)
+    if package and importlib.util.find_spec(package) is None:
+        raise ValueError(
+            f"nuts_sampler={nuts_sampler!r} needs the {package!r} package, which is not "
+            f"installed (pip install {package})"
+        )
+    return nuts_sampler
+
+
+@register(
+    "nuts",
+    kind="mcmc",
+    refuses={"batch_size": "NUTS needs the full data; minibatches are for ADVI"},
+)
+def fit_nuts(
+    net: Any,
+    X: object,
+    y: object,
+    *,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    random_seed: int | None = None,
+    nuts_sampler: str = DEFAULT_NUTS_SAMPLER,
+    target_accept: float = 0.8,
+    precision: str = "auto",
+    store_mu: bool = False,
+    progressbar: bool = True,
+) -> xr.DataTree:
+    """Sample the posterior of ``net`` on ``(X, y)`` by NUTS.
+
+    Parameters
+    ----------
+    net : ModelBuilder
+        The model configuration (``MLP``, ``OrderedMLP``, ``MixtureRegressor``).
+    X, y : array-like
+        Inputs (n, n_features) and targets, as for :func:`bnncat.models.fit`.
+    draws, tune, chains : int
+        Draws and warm-up iterations per chain, and the number of chains.
+    random_seed : int, optional
+        Seed of the whole fit; drawn and stored in the attrs when omitted.
+    nuts_sampler : {"numpyro", "nutpie", "pymc", "blackjax"}
+        NUTS implementation; the default is the fastest measured here.
+    target_accept : float
+        Target acceptance rate in (0, 1); raise it when there are divergences.
+    precision : {"auto", "float32", "float64"}
+        Precision of the JAX samplers (numpyro, blackjax); ``"auto"`` is float32
+        there (NumPyro's own default) and float64 for nutpie and PyMC's sampler.
+        The posterior is stored in float64 either way.
+    store_mu : bool
+        Keep the network output ``mu`` at the training inputs for every draw.
+    progressbar : bool
+        Show the sampler's progress.
+
+    Returns
+    -------
+    xarray.DataTree
+        ``posterior``, ``sample_stats`` (NUTS statistics), ``observed_data`` and
+        ``constant_data``; the attrs record the fit (kind ``mcmc``). A warning
+        says when the chains disagree on the fitted function or diverged.
+
+    Examples
+    --------
+    >>> from bnncat import data
+    >>> from bnncat.models import MLP
+    >>> from bnncat.models.inference import fit_nuts
+    >>> ds = data.load("mcycle")
+    >>> idata = fit_nuts(MLP((8,)), ds.X, ds.y, draws=500, random_seed=1)  # doctest: +SKIP
+    """
+    nuts_sampler = _check_sampler(nuts_sampler)
+    tune = check_positive_int(tune, "tune", minimum=0)
+    chains = check_positive_int(chains, "chains")
+    target_accept = check_positive_float(target_accept, "target_accept")
+    if not target_accept < 1:
+        raise ValueError(f"target_accept must lie in (0, 1); got {target_accept}")
+    on_jax = nuts_sampler in _JAX_SAMPLERS
+    precision = check_precision(
+        precision, on_jax=on_jax, engine_hint="nuts_sampler='numpyro' or 'blackjax'"
+    )
+    if precision == "auto":  # float32 wherever JAX computes: faster (README, "Performance")
+        precision = "float32" if on_jax else "float64"
+    problem = prepare_problem(net, X, y, draws=draws, random_seed=random_seed, store_mu=store_mu)
+    nuts: dict[str, Any] = {"target_accept": target_accept}
+    if nuts_sampler == "numpyro":
+        nuts["chain_method"] = numpyro_chain_method(chains)
+    with jax_session(precision):
+        idata = pm.sample(
+            problem.draws,
+            tune=tune,
+            chains=chains,
+            random_seed=problem.random_seed,
+            model=problem.model,
+            nuts_sampler=nuts_sampler,
+            nuts=nuts,
+            var_names=problem.keep,
+            progressbar=progressbar,
+            # PyMC's own checks judge raw weights, whose R-hat the symmetries of hidden
+            # units inflate even when the chains agree; see warn_if_unconverged.
+            compute_convergence_checks=False,
+        )
+    if precision == "float32":  # stored in float64 like every other fit
+        for group in ("posterior", "sample_stats"):
+            idata[group] = as_float64(idata[group].to_dataset())
+    options = {
+        "tune": tune,
+        "chains": chains,
+        "nuts_sampler": nuts_sampler,
+        "target_accept": target_accept,
+        "precision": precision,
+        "store_mu": store_mu,
+    }
+    record_fit(idata, problem, "nuts", options)
+    warn_if_unconverged(prediction_convergence(idata, net, problem.spec))
+    return idata
