@@ -74,6 +74,7 @@ def test_fit_writes_netcdf_summary_and_plots(tmp_path, capsys):
     report_files = [
         "hopping.png",
         "loo_pit.png",
+        "loo_pit_coverage.png",
         "pair_units.png",
         "panel.png",
         "ppc.png",

@@ -313,3 +313,15 @@ def test_the_kind_of_a_fit_comes_from_its_attrs_or_its_sampler_stats(mcycle_fit)
     assert fit_kind(own) == "mcmc"
     del own["sample_stats"]
     assert fit_kind(own) == "approximation"
+
+
+def test_a_classifier_report_has_a_reliability_diagram_not_pit_plots():
+    ds = data.load("two_moons")
+    net = MLP((3,), likelihood="bernoulli")
+    with pytest.warns(UserWarning):  # short chains
+        idata = net.fit(
+            ds.X[:80], ds.y[:80], draws=60, tune=60, chains=2, random_seed=1, progressbar=False
+        )
+    figures = diagnose(idata, random_seed=1).figures()
+    assert "reliability" in figures
+    assert not {"loo_pit", "loo_pit_coverage", "ppc"} & set(figures)

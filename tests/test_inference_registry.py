@@ -74,3 +74,22 @@ def test_progress_in_a_log_is_a_line_at_a_time(monkeypatch, capsys):
             progress.update(1, "loss = 1")
     lines = capsys.readouterr().err.splitlines()
     assert lines == ["ADVI: 1/3 loss = 1", "ADVI: 2/3 loss = 1", "ADVI: 3/3 loss = 1"]
+
+
+def test_a_sampler_in_a_log_beats_then_reports_each_chain(monkeypatch, capsys):
+    import time
+
+    from bnncat.models.inference import nuts, progress
+
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 0.05)
+    with progress.heartbeat("NUTS (numpyro): 2 chains x 40 iterations"):
+        time.sleep(0.3)
+    beats = capsys.readouterr().err.splitlines()
+    assert len(beats) >= 2 and all(b.startswith("NUTS (numpyro): 2 chains") for b in beats)
+    monkeypatch.setattr(nuts, "writes_to_log", lambda: True)
+    ds = data.load("sine", n=20, seed=1)
+    with pytest.warns(UserWarning):
+        fit_nuts(MLP((2,)), ds.X, ds.y, draws=20, tune=20, chains=2, random_seed=1)
+    err = capsys.readouterr().err
+    assert "NUTS chain 0: 20 draws" in err and "NUTS chain 1: 20 draws" in err
+    assert "\r" not in err  # no bars

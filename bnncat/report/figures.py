@@ -56,6 +56,25 @@ def report_figures(report: Any) -> dict[str, Any]:
         figs["pair_units"] = plot_unit_pair(report.idata, report.canon)
     figs["hopping"] = plot_hopping_timeline(report.canon)
     figs["predictive"] = plot_predictive(report.idata)
-    figs["ppc"] = az.plot_ppc_dist(report.checks, backend="matplotlib")
-    figs["loo_pit"] = az.plot_loo_pit(report.checks, backend="matplotlib")
+    figs |= _calibration_figures(report)
     return figs
+
+
+def _calibration_figures(report: Any) -> dict[str, Any]:
+    """ArviZ's checks of the predictive distribution, chosen by the kind of target.
+
+    Continuous targets: the PPC, LOO-PIT and its coverage form (every central interval
+    at once; the panel's own coverage plot shows the table's levels with their standard
+    errors in one axes, which an ArviZ PlotCollection cannot share). Class labels: the
+    PAVA reliability diagram instead, since PIT values of discrete data are not uniform.
+    """
+    net, _ = read_net(report.idata)
+    checks, mpl = report.checks, {"backend": "matplotlib"}
+    if net.lik.task == "regression":
+        return {
+            "ppc": az.plot_ppc_dist(checks, **mpl),
+            "loo_pit": az.plot_loo_pit(checks, **mpl),
+            "loo_pit_coverage": az.plot_loo_pit(checks, coverage=True, **mpl),
+        }
+    data_type = "binary" if net.lik.binary else "categorical"
+    return {"reliability": az.plot_ppc_pava(checks, data_type=data_type, **mpl)}

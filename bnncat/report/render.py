@@ -26,6 +26,10 @@ FIGURE_CAPTIONS = {
     "predictive": "Posterior predictive bands against the data.",
     "ppc": "Posterior predictive check: the data's distribution against replicated data sets.",
     "loo_pit": "LOO-PIT ECDF: calibrated predictions stay inside the envelope.",
+    "loo_pit_coverage": "Coverage of every central LOO predictive interval (x: its width in %) "
+    "minus the nominal: calibrated predictions stay near 0.",
+    "reliability": "Reliability diagram (PAVA): the observed event rate against the predicted "
+    "probability; calibrated predictions follow the diagonal.",
 }
 
 

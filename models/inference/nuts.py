@@ -1,6 +1,8 @@
 """NUTS through ``pm.sample``, on numpyro, blackjax, nutpie or PyMC's own sampler."""
 
 import importlib.util
+import sys
+from contextlib import nullcontext
 from typing import Any
 
 import pymc as pm
@@ -8,6 +10,7 @@ import xarray as xr
 
 from bnncat.models.inference.convergence_check import prediction_convergence, warn_if_unconverged
 from bnncat.models.inference.problem import as_float64, check_precision, prepare_problem, record_fit
+from bnncat.models.inference.progress import heartbeat, writes_to_log
 from bnncat.models.inference.registry import register
 from bnncat.models.jax_runtime import jax_session
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
@@ -123,7 +126,9 @@ def fit_nuts(
     nuts: dict[str, Any] = {"target_accept": target_accept}
     if nuts_sampler == "numpyro":
         nuts["chain_method"] = numpyro_chain_method(chains)
-    with jax_session(precision):
+    in_log = progressbar and writes_to_log()
+    chains_desc = f"NUTS ({nuts_sampler}): {chains} chains x {tune + problem.draws} iterations"
+    with jax_session(precision), heartbeat(chains_desc) if in_log else nullcontext():
         idata = pm.sample(
             problem.draws,
             tune=tune,
@@ -133,7 +138,7 @@ def fit_nuts(
             nuts_sampler=nuts_sampler,
             nuts=nuts,
             var_names=problem.keep,
-            progressbar=progressbar,
+            progressbar=progressbar and not in_log,
             # PyMC's own checks judge raw weights, whose R-hat the symmetries of hidden
             # units inflate even when the chains agree; see warn_if_unconverged.
             compute_convergence_checks=False,
@@ -150,5 +155,21 @@ def fit_nuts(
         "store_mu": store_mu,
     }
     record_fit(idata, problem, "nuts", options)
+    if in_log:
+        log_chains(idata)
     warn_if_unconverged(prediction_convergence(idata, net, problem.spec))
     return idata
+
+
+def log_chains(idata: xr.DataTree) -> None:
+    """Print one line per chain: its draws, divergences and step size (for a log)."""
+    stats = idata["sample_stats"]
+    for c in range(stats.sizes["chain"]):
+        chain = stats.isel(chain=c)
+        divergent = int(chain["diverging"].sum()) if "diverging" in chain else 0
+        step = float(chain["step_size"].mean()) if "step_size" in chain else float("nan")
+        print(
+            f"NUTS chain {c}: {chain.sizes['draw']} draws, {divergent} divergent, "
+            f"step size {step:.3g}",
+            file=sys.stderr,
+        )

@@ -1,7 +1,10 @@
 """Progress of a fit: a bar on a terminal or in a notebook, a line every few seconds in a log."""
 
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -54,3 +57,25 @@ class Progress:
     ) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+@contextmanager
+def heartbeat(desc: str) -> Iterator[None]:
+    """In a log, print ``desc`` and the time elapsed every ``LOG_INTERVAL`` seconds.
+
+    For a sampler whose own progress bars, one per chain, would interleave in a log.
+    """
+    done = threading.Event()
+    start = time.perf_counter()
+
+    def beat() -> None:
+        while not done.wait(LOG_INTERVAL):
+            print(f"{desc}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
