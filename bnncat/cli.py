@@ -39,18 +39,21 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of the ``bnncat`` command."""
-    from bnncat.models.activations import ACTIVATIONS
-    from bnncat.models.inference import METHODS
-    from bnncat.models.inference.nuts import DEFAULT_NUTS_SAMPLER, NUTS_SAMPLERS
-    from bnncat.models.likelihoods import LIKELIHOODS
-    from bnncat.models.mlp import PRIORS
-
     parser = argparse.ArgumentParser(
         prog="bnncat",
         description="Bayesian neural networks on PyMC: fit, save, summarise and plot.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("datasets", help="list the built-in datasets")
+    fit = _add_fit_parser(sub)
+    _add_model_arguments(fit)
+    _add_method_arguments(fit)
+    _add_diagnose_parser(sub)
+    _add_predict_parser(sub)
+    return parser
+
+
+def _add_fit_parser(sub: Any) -> argparse.ArgumentParser:
     fit = sub.add_parser(
         "fit",
         help="fit a model to a dataset and write netCDF, summary table and plots",
@@ -58,12 +61,32 @@ def build_parser() -> argparse.ArgumentParser:
             "Fit a Bayesian neural network and write to --out: fit.nc (the posterior as an "
             "ArviZ DataTree, reload with bnncat.models.load), summary.csv (posterior summary "
             "of the relabelled parameters), trace.png (trace plot), and the diagnosis "
-            "(bnncat.identifiability.diagnose): report.html with its figures embedded, "
+            "(bnncat.diagnose): report.html with its figures embedded, "
             "report.md, and the figures as PNGs (panel, raw vs relabelled traces and ranks, "
             "mode hopping, predictive bands, posterior predictive check, LOO-PIT)."
         ),
         formatter_class=_Formatter,
     )
+    fit.add_argument(
+        "--data",
+        default="mcycle",
+        help="a built-in dataset (see `bnncat datasets`) or a CSV file (then give --target)",
+    )
+    fit.add_argument("--target", help="CSV only: the target column")
+    fit.add_argument(
+        "--features", help="CSV only: comma-separated input columns (default: all other columns)"
+    )
+    fit.add_argument("--seed", type=int, default=1, help="random seed of the whole fit")
+    fit.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return fit
+
+
+def _add_model_arguments(fit: argparse.ArgumentParser) -> None:
+    from bnncat.models.activations import ACTIVATIONS
+    from bnncat.models.likelihoods import LIKELIHOODS
+    from bnncat.models.mlp import PRIORS
+
     fit.add_argument(
         "--model",
         choices=list(MODELS),
@@ -79,15 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("noise", "mdn"),
         default="noise",
         help="mixture only: global mixture noise around f(x), or a mixture density network",
-    )
-    fit.add_argument(
-        "--data",
-        default="mcycle",
-        help="a built-in dataset (see `bnncat datasets`) or a CSV file (then give --target)",
-    )
-    fit.add_argument("--target", help="CSV only: the target column")
-    fit.add_argument(
-        "--features", help="CSV only: comma-separated input columns (default: all other columns)"
     )
     fit.add_argument(
         "--hidden",
@@ -124,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="feed raw inputs/targets to the network instead of standardised ones",
     )
+
+
+def _add_method_arguments(fit: argparse.ArgumentParser) -> None:
+    from bnncat.models.inference import METHODS
+    from bnncat.models.inference.nuts import DEFAULT_NUTS_SAMPLER, NUTS_SAMPLERS
+
     fit.add_argument("--method", choices=list(METHODS), default="nuts", help="inference method")
     fit.add_argument("--draws", type=int, default=1000, help="draws per chain (or from ADVI)")
     fit.add_argument("--tune", type=int, default=1000, help="NUTS warm-up iterations per chain")
@@ -141,12 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="NUTS target acceptance; raise (e.g. 0.95) if there are divergences",
     )
     fit.add_argument("--advi-iterations", type=int, default=30_000, help="ADVI optimisation steps")
-    fit.add_argument("--seed", type=int, default=1, help="random seed of the whole fit")
-    fit.add_argument("--out", type=Path, default=Path("results"), help="output folder")
-    fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    _add_diagnose_parser(sub)
-    _add_predict_parser(sub)
-    return parser
 
 
 def _add_diagnose_parser(sub: Any) -> None:
@@ -237,30 +251,7 @@ def _load_data(args: argparse.Namespace):
 def run_fit(args: argparse.Namespace) -> int:
     """Fit, save and plot; return the exit code."""
     X, y, task = _load_data(args)
-    likelihood = args.likelihood
-    if likelihood is None:
-        likelihood = (
-            "normal"
-            if task == "regression"
-            else ("bernoulli" if y.nunique() <= 2 else "categorical")
-        )
-
-    from bnncat import models
-
-    extra = {}
-    if args.model == "mixture":
-        extra = {"n_components": args.components, "form": args.form}
-    elif args.components != 2 or args.form != "noise":
-        raise ValueError("--components and --form apply to --model mixture only")
-    net = getattr(models, MODELS[args.model])(
-        **extra,
-        hidden=args.hidden,
-        activation=args.activation,
-        likelihood=likelihood,
-        prior=args.prior,
-        prior_scale=args.prior_scale,
-        standardize=not args.no_standardize,
-    )
+    net = _build_net(args, y, task)
     net.data_spec(X, y)  # all input checks before the (slow) imports and the fit
     if args.draws < MIN_DRAWS:  # diagnose()'s minimum
         raise ValueError(
@@ -270,12 +261,8 @@ def run_fit(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    import arviz as az
-
     from bnncat import diagnose
-    from bnncat.identifiability.plots import plot_trace
     from bnncat.models import save
-    from bnncat.models.inference import fit_kind
 
     print(f"Fitting {net} to {args.data} (n={len(y)}) by {args.method} ...", flush=True)
     start = time.perf_counter()
@@ -283,17 +270,8 @@ def run_fit(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)  # only now: a failed fit leaves nothing behind
     written = {"fit": save(idata, args.out / "fit.nc")}
-
-    # raw weights are defined only up to permutations and sign flips of hidden units (and
-    # label switching of mixture components): summarise one canonical copy of every draw
     report = diagnose(idata, random_seed=args.seed)
-    canon = report.canon  # pivot relabelling, as the report's census
-    summary = az.summary(canon, kind="all" if fit_kind(idata) == "mcmc" else "stats")
-    summary.to_csv(args.out / "summary.csv")
-    written["summary"] = args.out / "summary.csv"
-
-    plot_trace(canon).savefig(args.out / "trace.png", dpi=90)
-    written["trace"] = args.out / "trace.png"
+    summary = _write_relabelled_summary(idata, report, args.out, written)
     for name, path in report.write(args.out).items():
         written[name] = path
 
@@ -311,6 +289,52 @@ def run_fit(args: argparse.Namespace) -> int:
     for what, path in written.items():
         print(f"  {what:24s} {path}")
     return 0
+
+
+def _build_net(args: argparse.Namespace, y: Any, task: str) -> Any:
+    """Build the model the options describe (the likelihood from the target if not given)."""
+    likelihood = args.likelihood
+    if likelihood is None:
+        likelihood = (
+            "normal"
+            if task == "regression"
+            else ("bernoulli" if y.nunique() <= 2 else "categorical")
+        )
+
+    from bnncat import models
+
+    extra = {}
+    if args.model == "mixture":
+        extra = {"n_components": args.components, "form": args.form}
+    elif args.components != 2 or args.form != "noise":
+        raise ValueError("--components and --form apply to --model mixture only")
+    return getattr(models, MODELS[args.model])(
+        **extra,
+        hidden=args.hidden,
+        activation=args.activation,
+        likelihood=likelihood,
+        prior=args.prior,
+        prior_scale=args.prior_scale,
+        standardize=not args.no_standardize,
+    )
+
+
+def _write_relabelled_summary(idata: Any, report: Any, out: Path, written: dict) -> Any:
+    """Write summary.csv and trace.png of the relabelled weights; return the summary."""
+    import arviz as az
+
+    from bnncat.identifiability.plots import plot_trace
+    from bnncat.models.inference import fit_kind
+
+    # raw weights are defined only up to permutations and sign flips of hidden units (and
+    # label switching of mixture components): summarise one canonical copy of every draw
+    canon = report.canon  # pivot relabelling, as the report's census
+    summary = az.summary(canon, kind="all" if fit_kind(idata) == "mcmc" else "stats")
+    summary.to_csv(out / "summary.csv")
+    written["summary"] = out / "summary.csv"
+    plot_trace(canon).savefig(out / "trace.png", dpi=90)
+    written["trace"] = out / "trace.png"
+    return summary
 
 
 def _method_options(args: argparse.Namespace) -> dict[str, Any]:
