@@ -7,7 +7,7 @@ from matplotlib.collections import PathCollection, QuadMesh
 
 from bnncat import data
 from bnncat.evaluation.density import predictive_density
-from bnncat.evaluation.plots import plot_conditional_density
+from bnncat.evaluation.plots import plot_conditional_density, plot_predictive
 from bnncat.models import MLP, MixtureRegressor, read_net
 
 # tiny fits: the convergence warnings of fit() are expected and beside the point here
@@ -212,3 +212,17 @@ def test_output_by_name(mdn_fit):
     by_name = _density(plot_conditional_density(mdn_fit, n_x=6, n_y=7, output="y"))
     by_index = _density(plot_conditional_density(mdn_fit, n_x=6, n_y=7, output=0))
     np.testing.assert_array_equal(by_name, by_index)
+
+
+def test_class_bands_show_the_posterior_mean_probability_of_class_one(classifier_fit):
+    from scipy import special
+
+    fig = plot_predictive(classifier_fit, grid_size=50)
+    line = fig.axes[0].get_lines()[0]  # the posterior mean
+    x, p = line.get_xdata(), line.get_ydata()
+    post = classifier_fit["posterior"]
+    params = {k: post[k].values for k in post.data_vars}
+    net, spec = read_net(classifier_fit)
+    logits = net.forward(params, x[:, None], spec)[..., 0]  # the test's own inverse logit
+    np.testing.assert_allclose(p, special.expit(logits).mean(axis=(0, 1)), rtol=1e-10)
+    assert fig.axes[0].get_ylabel() == "P(class 1)"

@@ -515,13 +515,8 @@ def _loo_pit(view: xr.DataTree, elpd: Any) -> np.ndarray:
 def _loo_rows(tree: xr.DataTree, fit: _Training, levels: tuple[float, ...]) -> list[dict]:
     """Rows on the training data by PSIS-LOO, all from ArviZ."""
     elpd, how = _elpd_loo(tree)
-    k = np.asarray(elpd.pareto_k).ravel()
-    k_note = (
-        f"Pareto k > {PARETO_K_MAX}: {int((k > PARETO_K_MAX).sum())} of {k.size} rows "
-        f"(ArviZ's threshold for {elpd.n_samples} draws: {elpd.good_k:.2f}, exceeded by "
-        f"{int((k > elpd.good_k).sum())})"
-    )
-    n = k.size
+    k_note = _pareto_k_note(elpd)
+    n = np.asarray(elpd.pareto_k).size
     rows = [
         _row(
             "log predictive density",
@@ -539,70 +534,106 @@ def _loo_rows(tree: xr.DataTree, fit: _Training, levels: tuple[float, ...]) -> l
         ),
     ]
     if not fit.regression:
-        # PSIS-LOO class probabilities from az.loo's smoothed weights, for two classes too:
-        # az.loo_metrics(kind="acc") thresholds the LOO mean of one predictive draw per
-        # posterior draw, whose noise flips rows near p = 0.5 with the seed
-        lw = _loo_log_weights(tree, elpd).transpose("chain", "draw", ...).values
-        weights = np.exp(lw - special.logsumexp(lw, axis=(0, 1), keepdims=True))
-        p_loo = 0.0
-        for c, params in enumerate(_chains(fit.posterior)):
-            probs = _class_probs(fit, params, fit.X)
-            p_loo = p_loo + np.einsum("sn,snk->nk", weights[c], probs)
-        correct = p_loo.argmax(axis=-1) == fit.y
-        value = correct.mean()
-        se = np.sqrt(value * (1 - value) / n)
-        note = "argmax of PSIS-LOO class probabilities (az.loo's smoothed weights)"
-        rows.append(_row("accuracy", LOO, value, se, note=f"{note}; {k_note}"))
+        rows.append(_loo_accuracy_row(tree, fit, elpd, n, k_note))
         return rows
     names = list(fit.spec.output_names)
     for j, name in enumerate(names):
         view = select_output(tree, j) if len(names) > 1 else tree
         suffix = f" [{name}]" if len(names) > 1 else ""
-        pit = _loo_pit(view, elpd)
-        for lev in levels:
-            inside = _in_central(pit, lev)
-            rows.append(
-                _row(
-                    f"coverage {_level_name(lev)}{suffix}",
-                    LOO,
-                    inside.mean(),
-                    math.sqrt(lev * (1 - lev) / n),
-                    lev,
-                    "share of LOO-PIT values (az.loo_pit) in the central interval; "
-                    "se = sqrt(p(1-p)/n) at the nominal p",
-                )
-            )
-        ks = stats.kstest(pit, "uniform")
-        rows.append(
-            _row(
-                f"PIT KS distance{suffix}",
-                LOO,
-                ks.statistic,
-                note=f"Kolmogorov-Smirnov distance of the LOO-PIT values from Uniform(0, 1); "
-                f"p = {ks.pvalue:.3g} (approximate: LOO-PIT values are not independent)",
-            )
+        rows += _loo_output_rows(view, elpd, levels, n, suffix)
+    return rows
+
+
+def _pareto_k_note(elpd: Any) -> str:
+    """Count the rows whose Pareto k exceeds our threshold and ArviZ's, for the notes."""
+    k = np.asarray(elpd.pareto_k).ravel()
+    return (
+        f"Pareto k > {PARETO_K_MAX}: {int((k > PARETO_K_MAX).sum())} of {k.size} rows "
+        f"(ArviZ's threshold for {elpd.n_samples} draws: {elpd.good_k:.2f}, exceeded by "
+        f"{int((k > elpd.good_k).sum())})"
+    )
+
+
+def _loo_accuracy_row(tree: xr.DataTree, fit: _Training, elpd: Any, n: int, k_note: str) -> dict:
+    """Return the PSIS-LOO accuracy row of a classifier."""
+    # PSIS-LOO class probabilities from az.loo's smoothed weights, for two classes too:
+    # az.loo_metrics(kind="acc") thresholds the LOO mean of one predictive draw per
+    # posterior draw, whose noise flips rows near p = 0.5 with the seed
+    lw = _loo_log_weights(tree, elpd).transpose("chain", "draw", ...).values
+    weights = np.exp(lw - special.logsumexp(lw, axis=(0, 1), keepdims=True))
+    p_loo = 0.0
+    for c, params in enumerate(_chains(fit.posterior)):
+        probs = _class_probs(fit, params, fit.X)
+        p_loo = p_loo + np.einsum("sn,snk->nk", weights[c], probs)
+    correct = p_loo.argmax(axis=-1) == fit.y
+    value = correct.mean()
+    se = np.sqrt(value * (1 - value) / n)
+    note = "argmax of PSIS-LOO class probabilities (az.loo's smoothed weights)"
+    return _row("accuracy", LOO, value, se, note=f"{note}; {k_note}")
+
+
+def _coverage_rows(
+    pit: np.ndarray, levels: tuple[float, ...], n: int, data: str, suffix: str, note: str
+) -> list[dict]:
+    """Return one row per level: the share of PIT values in the central interval."""
+    return [
+        _row(
+            f"coverage {_level_name(lev)}{suffix}",
+            data,
+            _in_central(pit, lev).mean(),
+            math.sqrt(lev * (1 - lev) / n),
+            lev,
+            note,
         )
-        rmse = _quiet_arviz(az.loo_metrics, view, kind="rmse", round_to="none")
-        rows.append(
-            _row(
-                f"RMSE{suffix}",
-                LOO,
-                rmse.mean,
-                rmse.se,
-                note="az.loo_metrics(kind='rmse'): y against its PSIS-LOO predictive mean",
-            )
+        for lev in levels
+    ]
+
+
+def _loo_output_rows(
+    view: xr.DataTree, elpd: Any, levels: tuple[float, ...], n: int, suffix: str
+) -> list[dict]:
+    """Return the PSIS-LOO rows of one regression output: coverage, PIT, RMSE and CRPS."""
+    pit = _loo_pit(view, elpd)
+    rows = _coverage_rows(
+        pit,
+        levels,
+        n,
+        LOO,
+        suffix,
+        "share of LOO-PIT values (az.loo_pit) in the central interval; "
+        "se = sqrt(p(1-p)/n) at the nominal p",
+    )
+    ks = stats.kstest(pit, "uniform")
+    rows.append(
+        _row(
+            f"PIT KS distance{suffix}",
+            LOO,
+            ks.statistic,
+            note=f"Kolmogorov-Smirnov distance of the LOO-PIT values from Uniform(0, 1); "
+            f"p = {ks.pvalue:.3g} (approximate: LOO-PIT values are not independent)",
         )
-        crps = _quiet_arviz(az.loo_score, view, kind="crps")
-        rows.append(
-            _row(
-                f"CRPS{suffix}",
-                LOO,
-                -crps.mean,
-                crps.se,
-                note="mean per row, as a loss (smaller is better): az.loo_score(kind='crps') "
-                "negated back",
-            )
+    )
+    rmse = _quiet_arviz(az.loo_metrics, view, kind="rmse", round_to="none")
+    rows.append(
+        _row(
+            f"RMSE{suffix}",
+            LOO,
+            rmse.mean,
+            rmse.se,
+            note="az.loo_metrics(kind='rmse'): y against its PSIS-LOO predictive mean",
         )
+    )
+    crps = _quiet_arviz(az.loo_score, view, kind="crps")
+    rows.append(
+        _row(
+            f"CRPS{suffix}",
+            LOO,
+            -crps.mean,
+            crps.se,
+            note="mean per row, as a loss (smaller is better): az.loo_score(kind='crps') "
+            "negated back",
+        )
+    )
     return rows
 
 
@@ -617,8 +648,25 @@ def _direct_rows(
     idata: xr.DataTree,
 ) -> list[dict]:
     """Rows computed directly from the posterior draws, in-sample or on held-out data."""
-    n = X.shape[0]
-    rows: list[dict] = []
+    rows = _direct_lpd_rows(fit, X, y, data, ll, idata)
+    mean = _predictive_mean(fit, X)
+    if not fit.regression:
+        return rows + _direct_class_rows(fit, mean, y, data)
+    names = list(fit.spec.output_names)
+    pit = _predictive_cdf(fit, X, y)
+    flat_draws = draws.reshape(-1, *draws.shape[2:])
+    for j, name in enumerate(names):
+        suffix = f" [{name}]" if len(names) > 1 else ""
+        rows += _direct_output_rows(
+            pit[:, j], mean[:, j], y[:, j], flat_draws[:, :, j], data, levels, suffix
+        )
+    return rows
+
+
+def _direct_lpd_rows(
+    fit: _Training, X: np.ndarray, y: np.ndarray, data: str, ll: np.ndarray, idata: xr.DataTree
+) -> list[dict]:
+    """Return the log predictive density rows, in-sample or on held-out data."""
     if data == HELD_OUT and fit.regression:
         lpd = log_predictive_density(idata, X, y, net=fit.net, max_draws=fit.n_draws)
         pointwise = lpd["pointwise"]
@@ -628,96 +676,103 @@ def _direct_rows(
         lpd_note = "log of the mean over draws of p(y_i | theta)"
     if data == IN_SAMPLE:
         lpd_note += "; in-sample, optimistic: compare the PSIS-LOO row"
-    rows += _lpd_rows(pointwise, data, lpd_note)
-    mean = _predictive_mean(fit, X)
-    if not fit.regression:
-        correct = mean.argmax(axis=-1) == y
-        acc = correct.mean()
+    return _lpd_rows(pointwise, data, lpd_note)
+
+
+def _direct_class_rows(fit: _Training, mean: np.ndarray, y: np.ndarray, data: str) -> list[dict]:
+    """Return a classifier's accuracy, Brier score and ECE rows from its mean probabilities."""
+    n = y.shape[0]
+    acc = (mean.argmax(axis=-1) == y).mean()
+    return [
+        _row(
+            "accuracy",
+            data,
+            acc,
+            math.sqrt(acc * (1 - acc) / n),
+            note="predicted class: argmax of the posterior mean class probabilities",
+        ),
+        _brier_row(fit, mean, y, data),
+        _row(
+            "ECE",
+            data,
+            _ece(mean, y),
+            note=f"expected calibration error: {ECE_BINS} equal-width bins of the "
+            "confidence (largest posterior mean class probability), "
+            "|accuracy - confidence| weighted by the share of rows per bin",
+        ),
+    ]
+
+
+def _brier_row(fit: _Training, mean: np.ndarray, y: np.ndarray, data: str) -> dict:
+    """Return the Brier score row of the posterior mean class probabilities."""
+    n = y.shape[0]
+    if fit.net.lik.binary:
+        per_row = (mean[:, 1] - y) ** 2
+        brier_note = "mean of (p(class 1) - y)^2"
+    else:
+        per_row = ((mean - np.eye(mean.shape[-1])[y]) ** 2).sum(axis=-1)
+        brier_note = "mean over rows of the sum over classes of (p_k - 1[y = k])^2"
+    return _row(
+        "Brier score",
+        data,
+        per_row.mean(),
+        per_row.std(ddof=1) / math.sqrt(n) if n > 1 else np.nan,
+        note=f"{brier_note}, posterior mean probabilities",
+    )
+
+
+def _direct_output_rows(
+    pit: np.ndarray,
+    mean: np.ndarray,
+    y: np.ndarray,
+    draws: np.ndarray,
+    data: str,
+    levels: tuple[float, ...],
+    suffix: str,
+) -> list[dict]:
+    """Return the rows of one regression output: coverage, PIT (held-out), RMSE and CRPS."""
+    n = y.shape[0]
+    rows = _coverage_rows(
+        pit,
+        levels,
+        n,
+        data,
+        suffix,
+        "share of rows in the central interval of the posterior predictive "
+        "(its exact CDF, all draws); se = sqrt(p(1-p)/n) at the nominal p",
+    )
+    if data == HELD_OUT:
+        ks = stats.kstest(pit, "uniform")
         rows.append(
             _row(
-                "accuracy",
+                f"PIT KS distance{suffix}",
                 data,
-                acc,
-                math.sqrt(acc * (1 - acc) / n),
-                note="predicted class: argmax of the posterior mean class probabilities",
+                ks.statistic,
+                note=f"Kolmogorov-Smirnov distance of the PIT values (predictive CDF at "
+                f"y_test) from Uniform(0, 1); p = {ks.pvalue:.3g}",
             )
         )
-        onehot = np.eye(mean.shape[-1])[y]
-        if fit.net.lik.binary:
-            per_row = (mean[:, 1] - y) ** 2
-            brier_note = "mean of (p(class 1) - y)^2"
-        else:
-            per_row = ((mean - onehot) ** 2).sum(axis=-1)
-            brier_note = "mean over rows of the sum over classes of (p_k - 1[y = k])^2"
-        rows.append(
-            _row(
-                "Brier score",
-                data,
-                per_row.mean(),
-                per_row.std(ddof=1) / math.sqrt(n) if n > 1 else np.nan,
-                note=f"{brier_note}, posterior mean probabilities",
-            )
+    rmse = _rmse(mean, y)
+    rows.append(
+        _row(
+            f"RMSE{suffix}",
+            data,
+            rmse.mean,
+            rmse.se if n > 1 else np.nan,
+            note="az.metrics(kind='rmse'): y against the posterior predictive mean",
         )
-        rows.append(
-            _row(
-                "ECE",
-                data,
-                _ece(mean, y),
-                note=f"expected calibration error: {ECE_BINS} equal-width bins of the "
-                "confidence (largest posterior mean class probability), "
-                "|accuracy - confidence| weighted by the share of rows per bin",
-            )
+    )
+    crps = _crps_from_draws(draws, y)
+    rows.append(
+        _row(
+            f"CRPS{suffix}",
+            data,
+            crps.mean(),
+            crps.std(ddof=0) / math.sqrt(n),
+            note="mean per row, as a loss (smaller is better): E|Y - y| - E|Y - Y'|/2 "
+            "over the posterior predictive draws (one per posterior draw)",
         )
-        return rows
-    names = list(fit.spec.output_names)
-    pit = _predictive_cdf(fit, X, y)
-    flat_draws = draws.reshape(-1, *draws.shape[2:])
-    for j, name in enumerate(names):
-        suffix = f" [{name}]" if len(names) > 1 else ""
-        for lev in levels:
-            rows.append(
-                _row(
-                    f"coverage {_level_name(lev)}{suffix}",
-                    data,
-                    _in_central(pit[:, j], lev).mean(),
-                    math.sqrt(lev * (1 - lev) / n),
-                    lev,
-                    "share of rows in the central interval of the posterior predictive "
-                    "(its exact CDF, all draws); se = sqrt(p(1-p)/n) at the nominal p",
-                )
-            )
-        if data == HELD_OUT:
-            ks = stats.kstest(pit[:, j], "uniform")
-            rows.append(
-                _row(
-                    f"PIT KS distance{suffix}",
-                    data,
-                    ks.statistic,
-                    note=f"Kolmogorov-Smirnov distance of the PIT values (predictive CDF at "
-                    f"y_test) from Uniform(0, 1); p = {ks.pvalue:.3g}",
-                )
-            )
-        rmse = _rmse(mean[:, j], y[:, j])
-        rows.append(
-            _row(
-                f"RMSE{suffix}",
-                data,
-                rmse.mean,
-                rmse.se if n > 1 else np.nan,
-                note="az.metrics(kind='rmse'): y against the posterior predictive mean",
-            )
-        )
-        crps = _crps_from_draws(flat_draws[:, :, j], y[:, j])
-        rows.append(
-            _row(
-                f"CRPS{suffix}",
-                data,
-                crps.mean(),
-                crps.std(ddof=0) / math.sqrt(n),
-                note="mean per row, as a loss (smaller is better): E|Y - y| - E|Y - Y'|/2 "
-                "over the posterior predictive draws (one per posterior draw)",
-            )
-        )
+    )
     return rows
 
 

@@ -39,78 +39,21 @@ def plot_predictive(
     >>> plot_predictive(idata).savefig("predictive.png")  # doctest: +SKIP
     """
     net, spec = read_net(idata)
-    X = idata["constant_data"]["X"].values
-    y = idata["observed_data"]["y"].values
     n_panels = spec.n_outputs if net.lik.task == "regression" else 1
     if ax is not None:
         if n_panels != 1:
             raise ValueError(f"ax= needs a single-output model; this one has {n_panels} outputs")
-        fig, axes = ax.figure, np.array([[ax]])
+        fig, axes = ax.figure, [ax]
     else:
-        fig, axes = plt.subplots(1, n_panels, figsize=(6.5 * n_panels, 4.2), squeeze=False)
-    if spec.n_features == 1:
-        lo, hi = X.min(), X.max()
-        pad = 0.05 * (hi - lo if hi > lo else 1.0)
-        grid = np.linspace(lo - pad, hi + pad, grid_size)[:, None]
-        pred = predict(idata, grid, random_seed=random_seed)["predictions"]
-        x = grid[:, 0]
-        if net.lik.task == "regression":
-            for j, ax in enumerate(axes[0]):
-                ydraws = _flat(pred["y"].values[..., j])
-                mu = _flat(pred["mu"].values[..., j])
-                for b, alpha in zip(sorted(bands, reverse=True), (0.2, 0.4, 0.6), strict=False):
-                    q = np.quantile(ydraws, [(1 - b) / 2, (1 + b) / 2], axis=0)
-                    ax.fill_between(
-                        x, *q, alpha=alpha, color="C0", lw=0, label=f"{b:.0%} predictive band"
-                    )
-                qm = np.quantile(mu, [0.05, 0.95], axis=0)
-                ax.fill_between(x, *qm, alpha=0.35, color="C1", lw=0, label="90% band of the mean")
-                ax.plot(x, mu.mean(axis=0), color="C1", lw=2, label="posterior mean")
-                ax.scatter(X[:, 0], y[:, j], s=10, color="k", alpha=0.7, label="data", zorder=3)
-                ax.set_xlabel(spec.feature_names[0])
-                ax.set_ylabel(spec.output_names[j])
-        else:
-            ax = axes[0, 0]
-            logits = _flat(pred["mu"].values)
-            if net.lik.binary:
-                p = 1 / (1 + np.exp(-logits[..., 0]))
-            else:
-                z = logits - logits.max(axis=-1, keepdims=True)
-                p = (np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True))[..., 1]
-            for b, alpha in zip(sorted(bands, reverse=True), (0.2, 0.4, 0.6), strict=False):
-                q = np.quantile(p, [(1 - b) / 2, (1 + b) / 2], axis=0)
-                ax.fill_between(x, *q, alpha=alpha, color="C0", lw=0, label=f"{b:.0%} band")
-            ax.plot(x, p.mean(axis=0), color="C1", lw=2, label="posterior mean")
-            ax.scatter(X[:, 0], y == 1, s=10, color="k", alpha=0.6, label="data (class 1 = 1)")
-            ax.set_xlabel(spec.feature_names[0])
-            ax.set_ylabel("P(class 1)")
+        fig, grid_axes = plt.subplots(1, n_panels, figsize=(6.5 * n_panels, 4.2), squeeze=False)
+        axes = list(grid_axes[0])
+    if spec.n_features == 1 and net.lik.task == "regression":
+        _regression_bands(idata, axes, bands, grid_size, random_seed)
+    elif spec.n_features == 1:
+        _class_bands(idata, axes[0], bands, grid_size)
     else:
-        pred = predict(idata, X, random_seed=random_seed)["predictions"]
-        for j, ax in enumerate(axes[0]):
-            if net.lik.task == "regression":
-                ydraws = _flat(pred["y"].values[..., j])
-                q = np.quantile(ydraws, [0.05, 0.5, 0.95], axis=0)
-                ax.errorbar(
-                    y[:, j],
-                    q[1],
-                    yerr=[q[1] - q[0], q[2] - q[1]],
-                    fmt="o",
-                    ms=3,
-                    alpha=0.6,
-                    label="median and 90% predictive interval",
-                )
-                lims = [min(y[:, j].min(), q[0].min()), max(y[:, j].max(), q[2].max())]
-                ax.plot(lims, lims, "k--", lw=1)
-                ax.set_xlabel(f"observed {spec.output_names[j]}")
-                ax.set_ylabel(f"predicted {spec.output_names[j]}")
-            else:
-                draws = _flat(pred["y"].values)
-                k = spec.n_classes
-                probs = np.stack([(draws == c).mean(axis=0) for c in range(k)], axis=-1)
-                ax.hist(probs[np.arange(len(y)), y], bins=20, range=(0, 1))
-                ax.set_xlabel("predictive probability of the observed class")
-                ax.set_ylabel("count")
-    axes[0, 0].legend(loc="best", fontsize=8)
+        _predicted_against_observed(idata, axes, random_seed)
+    axes[0].legend(loc="best", fontsize=8)
     title = f"{net.likelihood} MLP {net.hidden}, {idata.attrs.get('fit_method', '')}"
     if ax is not None:
         ax.set_title(title)
@@ -118,6 +61,80 @@ def plot_predictive(
         fig.suptitle(title)
         fig.tight_layout()
     return fig
+
+
+def _input_grid(X: np.ndarray, size: int) -> np.ndarray:
+    """Return a (size, 1) grid over one input that extends 5% beyond the data."""
+    lo, hi = X.min(), X.max()
+    pad = 0.05 * (hi - lo if hi > lo else 1.0)
+    return np.linspace(lo - pad, hi + pad, size)[:, None]
+
+
+def _regression_bands(idata, axes, bands, grid_size, random_seed) -> None:
+    """Predictive bands of new observations and the 90% band of the mean, per output."""
+    _, spec = read_net(idata)
+    X, y = idata["constant_data"]["X"].values, idata["observed_data"]["y"].values
+    grid = _input_grid(X, grid_size)
+    pred = predict(idata, grid, random_seed=random_seed)["predictions"]
+    for j, ax in enumerate(axes):
+        ydraws, mu = _flat(pred["y"].values[..., j]), _flat(pred["mu"].values[..., j])
+        for b, alpha in zip(sorted(bands, reverse=True), (0.2, 0.4, 0.6), strict=False):
+            q = np.quantile(ydraws, [(1 - b) / 2, (1 + b) / 2], axis=0)
+            label = f"{b:.0%} predictive band"
+            ax.fill_between(grid[:, 0], *q, alpha=alpha, color="C0", lw=0, label=label)
+        qm = np.quantile(mu, [0.05, 0.95], axis=0)
+        ax.fill_between(grid[:, 0], *qm, alpha=0.35, color="C1", lw=0, label="90% band of the mean")
+        ax.plot(grid[:, 0], mu.mean(axis=0), color="C1", lw=2, label="posterior mean")
+        ax.scatter(X[:, 0], y[:, j], s=10, color="k", alpha=0.7, label="data", zorder=3)
+        ax.set_xlabel(spec.feature_names[0])
+        ax.set_ylabel(spec.output_names[j])
+
+
+def _class_bands(idata, ax, bands, grid_size) -> None:
+    """Bands of the probability of class 1 over the input, from the likelihood."""
+    net, spec = read_net(idata)
+    X, y = idata["constant_data"]["X"].values, idata["observed_data"]["y"].values
+    grid = _input_grid(X, grid_size)
+    post = idata["posterior"]
+    params = {k: _flat(post[k].values) for k in post.data_vars}
+    obs = net.observation_parameters(params, grid, spec)
+    p = np.exp(net.lik.class_log_probs(obs, spec.n_classes))[..., 1]
+    for b, alpha in zip(sorted(bands, reverse=True), (0.2, 0.4, 0.6), strict=False):
+        q = np.quantile(p, [(1 - b) / 2, (1 + b) / 2], axis=0)
+        ax.fill_between(grid[:, 0], *q, alpha=alpha, color="C0", lw=0, label=f"{b:.0%} band")
+    ax.plot(grid[:, 0], p.mean(axis=0), color="C1", lw=2, label="posterior mean")
+    ax.scatter(X[:, 0], y == 1, s=10, color="k", alpha=0.6, label="data (class 1 = 1)")
+    ax.set_xlabel(spec.feature_names[0])
+    ax.set_ylabel("P(class 1)")
+
+
+def _predicted_against_observed(idata, axes, random_seed) -> None:
+    """Several inputs: predicted against observed (regression), or p(observed class)."""
+    net, spec = read_net(idata)
+    X, y = idata["constant_data"]["X"].values, idata["observed_data"]["y"].values
+    pred = predict(idata, X, random_seed=random_seed)["predictions"]
+    for j, ax in enumerate(axes):
+        if net.lik.task != "regression":
+            draws = _flat(pred["y"].values)
+            probs = np.stack([(draws == c).mean(axis=0) for c in range(spec.n_classes)], axis=-1)
+            ax.hist(probs[np.arange(len(y)), y], bins=20, range=(0, 1))
+            ax.set_xlabel("predictive probability of the observed class")
+            ax.set_ylabel("count")
+            continue
+        q = np.quantile(_flat(pred["y"].values[..., j]), [0.05, 0.5, 0.95], axis=0)
+        ax.errorbar(
+            y[:, j],
+            q[1],
+            yerr=[q[1] - q[0], q[2] - q[1]],
+            fmt="o",
+            ms=3,
+            alpha=0.6,
+            label="median and 90% predictive interval",
+        )
+        lims = [min(y[:, j].min(), q[0].min()), max(y[:, j].max(), q[2].max())]
+        ax.plot(lims, lims, "k--", lw=1)
+        ax.set_xlabel(f"observed {spec.output_names[j]}")
+        ax.set_ylabel(f"predicted {spec.output_names[j]}")
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
@@ -202,16 +219,7 @@ def plot_conditional_density(
     >>> fig.savefig("density.png")  # doctest: +SKIP
     """
     net, spec = read_net(idata)
-    if net.lik.task != "regression":
-        raise ValueError(
-            f"plot_conditional_density needs a regression model; this fit has the "
-            f"classification likelihood {net.likelihood!r} (use plot_predictive)"
-        )
-    if spec.n_features != 1:
-        raise ValueError(
-            f"plot_conditional_density needs exactly one input feature; this fit has "
-            f"{spec.n_features} ({', '.join(spec.feature_names)}); use plot_predictive"
-        )
+    _check_one_feature_regression(net, spec)
     j = _output_index(output, spec.output_names)
     n_x = check_positive_int(n_x, "n_x", minimum=2)
     n_y = check_positive_int(n_y, "n_y", minimum=2)
@@ -220,12 +228,7 @@ def plot_conditional_density(
     lo, hi = float(X.min()), float(X.max())
     pad = 0.05 * (hi - lo if hi > lo else 1.0)
     x_grid = np.linspace(lo - pad, hi + pad, n_x)
-    if y_range is None:
-        y_lo, y_hi = float(y.min()), float(y.max())
-        pad = 0.1 * (y_hi - y_lo if y_hi > y_lo else 1.0)
-        y_lo, y_hi = y_lo - pad, y_hi + pad
-    else:
-        y_lo, y_hi = _check_range(y_range)
+    y_lo, y_hi = _y_limits(y, y_range)
     y_grid = np.linspace(y_lo, y_hi, n_y)
 
     dens = predictive_density(
@@ -236,7 +239,45 @@ def plot_conditional_density(
         fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     else:
         fig = ax.figure
-    values = dens.values[:, 0, :].T  # (y, x)
+    _draw_density_mesh(fig, ax, x_grid, y_grid, dens.values[:, 0, :].T)
+    _draw_quantile_lines(ax, x_grid, dens, probs)
+    _draw_training_data(ax, X, y)
+    ax.set_xlim(x_grid[0], x_grid[-1])
+    ax.set_ylim(y_lo, y_hi)
+    ax.set_xlabel(spec.feature_names[0])
+    ax.set_ylabel(spec.output_names[j])
+    ax.set_title(_model_label(net, idata))
+    _draw_light_legend(ax)
+    return fig
+
+
+def _check_one_feature_regression(net: Any, spec: Any) -> None:
+    """Raise ValueError unless the fit is a regression on exactly one input feature."""
+    if net.lik.task != "regression":
+        raise ValueError(
+            f"plot_conditional_density needs a regression model; this fit has the "
+            f"classification likelihood {net.likelihood!r} (use plot_predictive)"
+        )
+    if spec.n_features != 1:
+        raise ValueError(
+            f"plot_conditional_density needs exactly one input feature; this fit has "
+            f"{spec.n_features} ({', '.join(spec.feature_names)}); use plot_predictive"
+        )
+
+
+def _y_limits(y: np.ndarray, y_range: object) -> tuple[float, float]:
+    """Return ``y_range`` checked, or by default the range of ``y`` padded by 10% each side."""
+    if y_range is not None:
+        return _check_range(y_range)
+    y_lo, y_hi = float(y.min()), float(y.max())
+    pad = 0.1 * (y_hi - y_lo if y_hi > y_lo else 1.0)
+    return y_lo - pad, y_hi + pad
+
+
+def _draw_density_mesh(
+    fig: Figure, ax: Any, x_grid: np.ndarray, y_grid: np.ndarray, values: np.ndarray
+) -> None:
+    """Draw the density ``values`` (y, x) as a heat map with its colorbar."""
     mesh = ax.pcolormesh(
         x_grid,
         y_grid,
@@ -248,23 +289,33 @@ def plot_conditional_density(
     )
     fig.colorbar(mesh, ax=ax, label="p(y | x, D)")
 
-    probs = np.atleast_1d(np.asarray(probs, dtype=np.float64))
-    if probs.size:
-        q = predictive_quantiles(dens, probs).values[:, 0, :]  # (x, quantile)
-        others = [_percent(p) for p in probs if not np.isclose(p, 0.5)]
-        other_label = f"{', '.join(others)} predictive quantile{'s' if len(others) > 1 else ''}"
-        for k, p in enumerate(probs):
-            median = bool(np.isclose(p, 0.5))
-            ax.plot(
-                x_grid,
-                q[:, k],
-                ls="--",
-                lw=1.6 if median else 1.2,
-                color="white" if median else "#7fd3ff",
-                label="predictive median" if median else other_label,
-            )
-            if not median:
-                other_label = "_nolegend_"  # one legend entry for the lines of one style
+
+def _draw_quantile_lines(
+    ax: Any, x_grid: np.ndarray, dens: xr.DataArray, probs: Sequence[float]
+) -> None:
+    """Draw the predictive quantiles ``probs`` of the density as dashed lines over x."""
+    levels = np.atleast_1d(np.asarray(probs, dtype=np.float64))
+    if not levels.size:
+        return
+    q = predictive_quantiles(dens, levels).values[:, 0, :]  # (x, quantile)
+    others = [_percent(p) for p in levels if not np.isclose(p, 0.5)]
+    other_label = f"{', '.join(others)} predictive quantile{'s' if len(others) > 1 else ''}"
+    for k, p in enumerate(levels):
+        median = bool(np.isclose(p, 0.5))
+        ax.plot(
+            x_grid,
+            q[:, k],
+            ls="--",
+            lw=1.6 if median else 1.2,
+            color="white" if median else "#7fd3ff",
+            label="predictive median" if median else other_label,
+        )
+        if not median:
+            other_label = "_nolegend_"  # one legend entry for the lines of one style
+
+
+def _draw_training_data(ax: Any, X: np.ndarray, y: np.ndarray) -> None:
+    """Draw the training data as white points above the heat map and the lines."""
     ax.scatter(
         X,
         y,
@@ -275,15 +326,13 @@ def plot_conditional_density(
         label="training data",
         zorder=3,
     )
-    ax.set_xlim(x_grid[0], x_grid[-1])
-    ax.set_ylim(y_lo, y_hi)
-    ax.set_xlabel(spec.feature_names[0])
-    ax.set_ylabel(spec.output_names[j])
-    ax.set_title(_model_label(net, idata))
+
+
+def _draw_light_legend(ax: Any) -> None:
+    """Draw the legend in white on grey, legible over the dark heat map."""
     legend = ax.legend(loc="best", fontsize=8, facecolor="0.25", framealpha=0.6)
     for text in legend.get_texts():
         text.set_color("white")
-    return fig
 
 
 def _output_index(output: object, names: Sequence[str]) -> int:

@@ -78,10 +78,44 @@ def judge(
     ess_pred = float(convergence.loc["predictions", "min_ess_bulk"])
     if kind != "mcmc":
         return _judge_approximation(vi_pareto_k)
-    steps: list[str] = []
+    steps = _sampler_steps(sampler)
+    if chains < 2:
+        return _judge_single_chain(ess_pred, steps)
+    n_modes = int(functional["mode"].nunique())
+    pred_rhat = float(np.nanmax(rhat.loc[["predictions", "log-likelihood"]].to_numpy()))
+    if n_modes > 1:
+        return _judge_functional_modes(functional, pred_rhat, steps)
+    why = _unconverged_reasons(
+        pred_rhat=pred_rhat,
+        ess_pred=ess_pred,
+        chains=chains,
+        div_share=_divergences(sampler)[1],
+        rhat_threshold=rhat_threshold,
+    )
+    if why:
+        return _judge_unconverged(why, steps, ordered)
+    return _judge_weights(
+        rhat=rhat,
+        pred_rhat=pred_rhat,
+        hopping=hopping,
+        hopping_summary=hopping_summary,
+        rhat_threshold=rhat_threshold,
+        steps=steps,
+        ordered=ordered,
+    )
+
+
+def _divergences(sampler: pd.DataFrame) -> tuple[int, float]:
+    """Return the number of divergent transitions and their share of all draws."""
     divergences = int(sampler["divergences"].sum()) if "divergences" in sampler else 0
     total = int(sampler["draws"].sum()) if "draws" in sampler else 1
-    div_share = divergences / max(total, 1)
+    return divergences, divergences / max(total, 1)
+
+
+def _sampler_steps(sampler: pd.DataFrame) -> list[str]:
+    """List the next steps that NUTS's own warnings call for, whatever the status."""
+    steps: list[str] = []
+    divergences, div_share = _divergences(sampler)
     saturated = (
         float(sampler["treedepth_saturated"].mean()) if "treedepth_saturated" in sampler else 0
     )
@@ -102,71 +136,93 @@ def judge(
             "momentum resampling explores the energy poorly (heavy tails, funnels); "
             "try a non-hierarchical prior or longer tuning"
         )
-    if chains < 2:
-        return Verdict(
-            "-",
-            "a single chain: R-hat is undefined (it compares chains), so nothing can tell "
-            "whether other chains would find other symmetric copies or other functions. "
-            f"The predictions' bulk ESS is {ess_pred:.0f}.",
-            (*steps, "run 4 or more chains (chains=4) and diagnose again"),
-        )
+    return steps
 
+
+def _judge_single_chain(ess_pred: float, steps: list[str]) -> Verdict:
+    """Return the ``-`` verdict of a single chain, which R-hat cannot judge."""
+    return Verdict(
+        "-",
+        "a single chain: R-hat is undefined (it compares chains), so nothing can tell "
+        "whether other chains would find other symmetric copies or other functions. "
+        f"The predictions' bulk ESS is {ess_pred:.0f}.",
+        (*steps, "run 4 or more chains (chains=4) and diagnose again"),
+    )
+
+
+def _judge_functional_modes(
+    functional: pd.DataFrame, pred_rhat: float, steps: list[str]
+) -> Verdict:
+    """Return the ``d`` verdict of chains that found different functions."""
     n_modes = int(functional["mode"].nunique())
-    pred_rhat = float(np.nanmax(rhat.loc[["predictions", "log-likelihood"]].to_numpy()))
-    if n_modes > 1:
-        groups = "; ".join(
-            f"mode {m}: chains {_chains(idx)}"
-            for m, idx in functional.groupby("mode").groups.items()
+    groups = "; ".join(
+        f"mode {m}: chains {_chains(idx)}" for m, idx in functional.groupby("mode").groups.items()
+    )
+    fit_note, gap = "", 0.0
+    if "mean_loglik" in functional:
+        by_mode = functional.groupby("mode")["mean_loglik"].mean()
+        gap = float(by_mode.max() - by_mode.min())
+        fit_note = (
+            f" Mode {int(by_mode.idxmax())} fits the data better by {gap:.1f} nats of "
+            "mean log-likelihood: the others may be poor local optima."
+            if gap > LOCAL_OPTIMUM_GAP
+            else f" The modes fit the data about equally well (mean log-likelihood within "
+            f"{gap:.1f} nats)."
         )
-        fit_note, gap = "", 0.0
-        if "mean_loglik" in functional:
-            by_mode = functional.groupby("mode")["mean_loglik"].mean()
-            gap = float(by_mode.max() - by_mode.min())
-            fit_note = (
-                f" Mode {int(by_mode.idxmax())} fits the data better by {gap:.1f} nats of "
-                "mean log-likelihood: the others may be poor local optima."
-                if gap > LOCAL_OPTIMUM_GAP
-                else f" The modes fit the data about equally well (mean log-likelihood within "
-                f"{gap:.1f} nats)."
-            )
-        return Verdict(
-            "d",
-            f"the chains found {n_modes} different functions ({groups}); no symmetry maps "
-            f"one onto another, so relabelling cannot merge them (prediction R-hat "
-            f"{pred_rhat:.2f}).{fit_note} The posterior is multimodal in function space and "
-            "these chains do not weigh the modes against each other.",
-            (*steps, *_functional_mode_steps(gap > LOCAL_OPTIMUM_GAP)),
-        )
-    if (
-        pred_rhat > rhat_threshold
-        or ess_pred < MIN_ESS_PER_CHAIN * chains
-        or (div_share > MAX_DIVERGENT_SHARE)
-    ):
-        why = []
-        if pred_rhat > rhat_threshold:
-            why.append(f"R-hat of the predictions or log-likelihood is {pred_rhat:.3f}")
-        if ess_pred < MIN_ESS_PER_CHAIN * chains:
-            why.append(
-                f"the predictions' bulk ESS is only {ess_pred:.0f} "
-                f"(< {MIN_ESS_PER_CHAIN} per chain)"
-            )
-        if div_share > MAX_DIVERGENT_SHARE:
-            why.append(f"{div_share:.1%} of transitions diverged")
-        return Verdict(
-            "d",
-            "the chains have not converged on the function: " + "; ".join(why) + ".",
-            (
-                *steps,
-                "lengthen tuning and draws (tune=2000, draws=2000)",
-                "raise target_accept to 0.95",
-                *(() if ordered else ("try OrderedMLP, whose constraints remove the copies",)),
-            ),
-        )
+    return Verdict(
+        "d",
+        f"the chains found {n_modes} different functions ({groups}); no symmetry maps "
+        f"one onto another, so relabelling cannot merge them (prediction R-hat "
+        f"{pred_rhat:.2f}).{fit_note} The posterior is multimodal in function space and "
+        "these chains do not weigh the modes against each other.",
+        (*steps, *_functional_mode_steps(gap > LOCAL_OPTIMUM_GAP)),
+    )
 
+
+def _unconverged_reasons(
+    *, pred_rhat: float, ess_pred: float, chains: int, div_share: float, rhat_threshold: float
+) -> list[str]:
+    """List why the chains have not converged on the function; empty if they have."""
+    why = []
+    if pred_rhat > rhat_threshold:
+        why.append(f"R-hat of the predictions or log-likelihood is {pred_rhat:.3f}")
+    if ess_pred < MIN_ESS_PER_CHAIN * chains:
+        why.append(
+            f"the predictions' bulk ESS is only {ess_pred:.0f} (< {MIN_ESS_PER_CHAIN} per chain)"
+        )
+    if div_share > MAX_DIVERGENT_SHARE:
+        why.append(f"{div_share:.1%} of transitions diverged")
+    return why
+
+
+def _judge_unconverged(why: list[str], steps: list[str], ordered: bool) -> Verdict:
+    """Return the ``d`` verdict of chains that have not converged on the function."""
+    return Verdict(
+        "d",
+        "the chains have not converged on the function: " + "; ".join(why) + ".",
+        (
+            *steps,
+            "lengthen tuning and draws (tune=2000, draws=2000)",
+            "raise target_accept to 0.95",
+            *(() if ordered else ("try OrderedMLP, whose constraints remove the copies",)),
+        ),
+    )
+
+
+def _judge_weights(
+    *,
+    rhat: pd.Series,
+    pred_rhat: float,
+    hopping: pd.DataFrame,
+    hopping_summary: dict[str, Any],
+    rhat_threshold: float,
+    steps: list[str],
+    ordered: bool,
+) -> Verdict:
+    """Decide between ``a``, ``b`` and ``c`` once the predictions agree."""
     raw_rhat = float(rhat.loc["raw weights"])
     rel_rhat = float(rhat.loc["relabelled weights"])
     hops = bool((hopping["copies_visited"] > 1).any() and (hopping["modal_share"] < 0.9).any())
-    ambiguous = float(hopping_summary.get("ambiguous_share", 0.0))
     if raw_rhat <= rhat_threshold and not hops:
         return Verdict(
             "a",
@@ -176,23 +232,7 @@ def judge(
             tuple(steps),
         )
     if rel_rhat <= rhat_threshold:
-        settled = bool((hopping["modal_share"] >= 0.9).all())
-        if raw_rhat > rhat_threshold and settled:
-            where = (
-                f"raw weights disagree (max R-hat {raw_rhat:.2f}) because the chains sit in "
-                f"{hopping_summary['distinct_modal_copies']} different symmetric copies"
-            )
-        elif raw_rhat > rhat_threshold:
-            where = (
-                f"raw weights disagree (max R-hat {raw_rhat:.2f}) because the chains move "
-                "between symmetric copies (mostly weakly identified units trading labels, "
-                "see the per-unit label change rates)"
-            )
-        else:
-            where = (
-                "the chains hop between symmetric copies, so every raw weight's marginal "
-                "is a mixture of copies"
-            )
+        where = _where_copies_differ(raw_rhat, hopping, hopping_summary, rhat_threshold)
         return Verdict(
             "b",
             f"{where}; after relabelling the weights agree "
@@ -200,6 +240,7 @@ def judge(
             "Harmless: read the relabelled weights (canonicalize), not the raw ones.",
             tuple(steps),
         )
+    ambiguous = float(hopping_summary.get("ambiguous_share", 0.0))
     return Verdict(
         "c",
         f"the predictions agree (max R-hat {pred_rhat:.3f}) but relabelling does not make "
@@ -212,6 +253,31 @@ def judge(
             + ("" if ordered else "OrderedMLP or ")
             + "a narrower net (fewer weakly identified units)",
         ),
+    )
+
+
+def _where_copies_differ(
+    raw_rhat: float,
+    hopping: pd.DataFrame,
+    hopping_summary: dict[str, Any],
+    rhat_threshold: float,
+) -> str:
+    """Describe how the chains' symmetric copies differ, for the ``b`` verdict."""
+    settled = bool((hopping["modal_share"] >= 0.9).all())
+    if raw_rhat > rhat_threshold and settled:
+        return (
+            f"raw weights disagree (max R-hat {raw_rhat:.2f}) because the chains sit in "
+            f"{hopping_summary['distinct_modal_copies']} different symmetric copies"
+        )
+    if raw_rhat > rhat_threshold:
+        return (
+            f"raw weights disagree (max R-hat {raw_rhat:.2f}) because the chains move "
+            "between symmetric copies (mostly weakly identified units trading labels, "
+            "see the per-unit label change rates)"
+        )
+    return (
+        "the chains hop between symmetric copies, so every raw weight's marginal "
+        "is a mixture of copies"
     )
 
 
