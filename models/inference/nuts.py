@@ -9,7 +9,13 @@ import pymc as pm
 import xarray as xr
 
 from bnncat.models.inference.convergence_check import prediction_convergence, warn_if_unconverged
-from bnncat.models.inference.problem import as_float64, check_precision, prepare_problem, record_fit
+from bnncat.models.inference.problem import (
+    Problem,
+    as_float64,
+    check_precision,
+    prepare_problem,
+    record_fit,
+)
 from bnncat.models.inference.progress import heartbeat, writes_to_log
 from bnncat.models.inference.registry import register
 from bnncat.models.jax_runtime import jax_session
@@ -127,22 +133,7 @@ def fit_nuts(
     if nuts_sampler == "numpyro":
         nuts["chain_method"] = numpyro_chain_method(chains)
     in_log = progressbar and writes_to_log()
-    chains_desc = f"NUTS ({nuts_sampler}): {chains} chains x {tune + problem.draws} iterations"
-    with jax_session(precision), heartbeat(chains_desc) if in_log else nullcontext():
-        idata = pm.sample(
-            problem.draws,
-            tune=tune,
-            chains=chains,
-            random_seed=problem.random_seed,
-            model=problem.model,
-            nuts_sampler=nuts_sampler,
-            nuts=nuts,
-            var_names=problem.keep,
-            progressbar=progressbar and not in_log,
-            # PyMC's own checks judge raw weights, whose R-hat the symmetries of hidden
-            # units inflate even when the chains agree; see warn_if_unconverged.
-            compute_convergence_checks=False,
-        )
+    idata = _sample(problem, tune, chains, nuts_sampler, nuts, precision, progressbar, in_log)
     if precision == "float32":  # stored in float64 like every other fit
         for group in ("posterior", "sample_stats"):
             idata[group] = as_float64(idata[group].to_dataset())
@@ -159,6 +150,35 @@ def fit_nuts(
         log_chains(idata)
     warn_if_unconverged(prediction_convergence(idata, net, problem.spec))
     return idata
+
+
+def _sample(
+    problem: Problem,
+    tune: int,
+    chains: int,
+    nuts_sampler: str,
+    nuts: dict[str, Any],
+    precision: str,
+    progressbar: bool,
+    in_log: bool,
+) -> xr.DataTree:
+    """Run ``pm.sample``; in a log, a heartbeat line instead of the sampler's bars."""
+    desc = f"NUTS ({nuts_sampler}): {chains} chains x {tune + problem.draws} iterations"
+    with jax_session(precision), heartbeat(desc) if in_log else nullcontext():
+        return pm.sample(
+            problem.draws,
+            tune=tune,
+            chains=chains,
+            random_seed=problem.random_seed,
+            model=problem.model,
+            nuts_sampler=nuts_sampler,
+            nuts=nuts,
+            var_names=problem.keep,
+            progressbar=progressbar and not in_log,
+            # PyMC's own checks judge raw weights, whose R-hat the symmetries of hidden
+            # units inflate even when the chains agree; see warn_if_unconverged.
+            compute_convergence_checks=False,
+        )
 
 
 def log_chains(idata: xr.DataTree) -> None:

@@ -3,10 +3,17 @@
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
+
+with warnings.catch_warnings():
+    # in a notebook without ipywidgets tqdm.auto falls back to a text bar and warns, with
+    # its own file path, once at import; numpyro imports it too, so import it here, quietly
+    warnings.filterwarnings("ignore", "IProgress not found")
+    from tqdm.auto import tqdm
 
 #: Seconds between two progress lines when the output is a log (no terminal).
 LOG_INTERVAL = 5.0
@@ -33,8 +40,6 @@ class Progress:
         self.log = show and writes_to_log()
         self.last = time.perf_counter()
         if show and not self.log:
-            from tqdm.auto import tqdm
-
             self.bar = tqdm(total=total, desc=desc)
 
     def __enter__(self) -> "Progress":
