@@ -16,7 +16,7 @@ PyMC is outside the range these calls were checked against.
 """
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -61,18 +61,25 @@ def approximation_seed(random_seed: int) -> int:
 
 
 def trace_of_draws(
-    model: Any, record: list[Any], samples: Mapping[str, np.ndarray], draws: int
+    model: Any,
+    record: list[Any],
+    samples: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
+    draws: int,
 ) -> Any:
-    """Fill a one-chain PyMC trace of the ``record`` variables from value draws."""
+    """Fill a PyMC trace of the ``record`` variables from value draws, one chain per mapping."""
     from pymc.backends.base import MultiTrace
     from pymc.backends.ndarray import NDArray
 
-    names = list(samples)
-    trace = NDArray(
-        model=model, vars=record, test_point={n: np.asarray(samples[n][0]) for n in names}
-    )
-    trace.setup(draws=draws, chain=0)
-    for i in range(draws):
-        trace.record({n: np.asarray(samples[n][i]) for n in names}, in_warmup=False)
-    trace.close()
-    return MultiTrace([trace])
+    chains = [samples] if isinstance(samples, Mapping) else list(samples)
+    traces = []
+    for c, chain in enumerate(chains):
+        names = list(chain)
+        trace = NDArray(
+            model=model, vars=record, test_point={n: np.asarray(chain[n][0]) for n in names}
+        )
+        trace.setup(draws=draws, chain=c)
+        for i in range(draws):
+            trace.record({n: np.asarray(chain[n][i]) for n in names}, in_warmup=False)
+        trace.close()
+        traces.append(trace)
+    return MultiTrace(traces)

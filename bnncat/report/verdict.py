@@ -77,7 +77,8 @@ def judge(
     rhat = convergence["max_rhat"]
     ess_pred = float(convergence.loc["predictions", "min_ess_bulk"])
     if kind != "mcmc":
-        return _judge_approximation(vi_pareto_k)
+        pred_rhat = float(rhat.loc["predictions"]) if chains > 1 else float("nan")
+        return _judge_approximation(vi_pareto_k, chains, pred_rhat, rhat_threshold)
     steps = _sampler_steps(sampler)
     if chains < 2:
         return _judge_single_chain(ess_pred, steps)
@@ -281,12 +282,20 @@ def _where_copies_differ(
     )
 
 
-def _judge_approximation(vi_pareto_k: float | None) -> Verdict:
+def _judge_approximation(
+    vi_pareto_k: float | None, chains: int, pred_rhat: float, rhat_threshold: float
+) -> Verdict:
+    """Judge draws from fitted approximations (Gaussians: ADVI, Laplace) by PSIS k-hat."""
     cannot = (
-        "the draws come from one fitted approximation (ADVI: a Gaussian): there are no "
-        "chains to compare (no R-hat), no divergences, and nothing here can show other "
-        "modes, heavier tails or correlations that the approximation leaves out."
+        "the draws come from one fitted approximation per run (a Gaussian, as in ADVI or "
+        "Laplace), not from Markov chains: there are no divergences, and nothing here can "
+        "show other modes, heavier tails or correlations that the approximation leaves out."
     )
+    if chains > 1 and pred_rhat > rhat_threshold:
+        cannot += (
+            f" Its {chains} runs disagree on the predictions (R-hat {pred_rhat:.2f}): they "
+            "stopped in different optima, so the posterior has several modes."
+        )
     if vi_pareto_k is None:
         return Verdict(
             "-",
@@ -301,7 +310,8 @@ def _judge_approximation(vi_pareto_k: float | None) -> Verdict:
             "uncertainty.",
             (
                 "fit by NUTS (method='nuts')",
-                "or try fullrank_advi, more iterations or a smaller learning rate",
+                "or a richer approximation: full rank instead of mean field, more "
+                "optimisation steps or a smaller learning rate",
             ),
         )
     return Verdict(

@@ -7,13 +7,14 @@ adding a method is one module and one import line below.
 Examples
 --------
 >>> from bnncat.models.inference import METHODS
->>> {name: m.kind for name, m in METHODS.items()}
-{'nuts': 'mcmc', 'advi': 'approximation', 'fullrank_advi': 'approximation'}
+>>> {name: m.kind for name, m in METHODS.items()}  # doctest: +ELLIPSIS
+{'nuts': 'mcmc', 'advi': 'approximation', 'fullrank_advi': 'approximation', ...}
 """
 
 # the method modules, in the order users see them; importing one registers it
 from bnncat.models.inference.nuts import fit_nuts  # isort: skip
 from bnncat.models.inference.advi import fit_advi, fit_fullrank_advi  # isort: skip
+from bnncat.models.inference.laplace import fit_laplace  # isort: skip
 from bnncat.models.inference.dispatch import fit
 from bnncat.models.inference.registry import (
     KINDS,
@@ -32,6 +33,7 @@ __all__ = [
     "fit_advi",
     "fit_fullrank_advi",
     "fit_kind",
+    "fit_laplace",
     "fit_nuts",
     "method_kind",
     "register",
