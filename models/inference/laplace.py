@@ -187,11 +187,6 @@ def _value_shapes(model: pm.Model) -> dict[str, tuple[int, ...]]:
     return {v.name: np.shape(point[v.name]) for v in model.value_vars}
 
 
-def _point(x: np.ndarray, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
-    """Turn the flat vector ``x`` into a point {value name: array}."""
-    return {k: v[0] for k, v in _unflatten(x[None], shapes).items()}
-
-
 def _unflatten(flat: np.ndarray, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
     """Split (draw, n) flat values into {value name: (draw, *shape)}."""
     out, start = {}, 0
