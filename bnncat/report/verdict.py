@@ -286,10 +286,12 @@ def _judge_approximation(
     vi_pareto_k: float | None, chains: int, pred_rhat: float, rhat_threshold: float
 ) -> Verdict:
     """Judge draws from fitted approximations (Gaussians: ADVI, Laplace) by PSIS k-hat."""
+    single = "one run leaves no chains to compare (no R-hat), " if chains < 2 else ""
     cannot = (
         "the draws come from one fitted approximation per run (a Gaussian, as in ADVI or "
-        "Laplace), not from Markov chains: there are no divergences, and nothing here can "
-        "show other modes, heavier tails or correlations that the approximation leaves out."
+        f"Laplace), not from Markov chains: {single}there are no divergences, and nothing "
+        "here can show other modes, heavier tails or correlations that the approximation "
+        "leaves out."
     )
     if chains > 1 and pred_rhat > rhat_threshold:
         cannot += (
