@@ -24,6 +24,10 @@ def test_an_option_of_another_method_is_refused_naming_the_methods_own(monkeypat
     with pytest.raises(ValueError, match="method='advi' takes no option 'chains'") as err:
         fit(MLP((2,)), ds.X, ds.y, method="advi", chains=4)
     assert "advi_iterations" in str(err.value) and "one chain" in str(err.value)
+    with pytest.raises(
+        ValueError, match=r"no option 'target_accept' \(an option of method='nuts'\)"
+    ):
+        fit(MLP((2,)), ds.X, ds.y, method="laplace", target_accept=0.9)
     with pytest.raises(ValueError, match="takes no option 'n_iter'; its options are: draws"):
         fit(MLP((2,)), ds.X, ds.y, method="nuts", n_iter=5)
 

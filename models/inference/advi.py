@@ -40,8 +40,6 @@ LARGE_MODEL_WORK = 100_000
 _REFUSES = {
     "chains": "ADVI fits one distribution: its draws form one chain",
     "tune": "ADVI has no warm-up; set advi_iterations",
-    "nuts_sampler": "it is an option of method='nuts'",
-    "target_accept": "it is an option of method='nuts'",
 }
 
 

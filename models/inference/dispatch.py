@@ -66,7 +66,9 @@ def check_option_names(entry: Method, options: dict[str, Any]) -> None:
     """Raise, naming the method's own options, when ``options`` holds one it does not take."""
     for name in options:
         if name not in entry.options:
-            why = entry.refuses.get(name)
+            owners = [m.name for m in METHODS.values() if name in m.options]
+            fallback = f"an option of method={owners[0]!r}" if owners else None
+            why = entry.refuses.get(name, fallback)
             raise ValueError(
                 f"method={entry.name!r} takes no option {name!r}"
                 + (f" ({why})" if why else "")

@@ -30,8 +30,6 @@ HESSIANS = ("full", "diag")
 _REFUSES = {
     "chains": "its chains are its MAP restarts: set restarts",
     "tune": "a Laplace approximation has no warm-up",
-    "nuts_sampler": "it is an option of method='nuts'",
-    "advi_iterations": "it is an option of method='advi'",
 }
 
 

@@ -26,7 +26,8 @@ class Method:
     name: str
     kind: str
     fit: Callable[..., Any]
-    #: Why an option other methods take does not apply here, for the error message.
+    #: Why an option other methods take does not apply here, for the error message
+    #: (without an entry the message names a method that takes it).
     refuses: dict[str, str]
 
     @property
