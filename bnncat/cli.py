@@ -142,6 +142,7 @@ def _add_model_arguments(fit: argparse.ArgumentParser) -> None:
 
 def _add_method_arguments(fit: argparse.ArgumentParser) -> None:
     from bnncat.models.inference import METHODS
+    from bnncat.models.inference.laplace_curvature import HESSIANS
     from bnncat.models.inference.nuts import DEFAULT_NUTS_SAMPLER, NUTS_SAMPLERS
 
     fit.add_argument("--method", choices=list(METHODS), default="nuts", help="inference method")
@@ -161,6 +162,18 @@ def _add_method_arguments(fit: argparse.ArgumentParser) -> None:
         help="NUTS target acceptance; raise (e.g. 0.95) if there are divergences",
     )
     fit.add_argument("--advi-iterations", type=int, default=30_000, help="ADVI optimisation steps")
+    fit.add_argument("--restarts", type=int, default=4, help="Laplace: MAP searches (chains)")
+    fit.add_argument(
+        "--hessian",
+        choices=HESSIANS,
+        default="full",
+        help="Laplace: curvature of each Gaussian (exact, Gauss-Newton, diagonal, output layer)",
+    )
+    fit.add_argument(
+        "--marglik",
+        action="store_true",
+        help="Laplace: choose the prior and noise sds by the evidence (plain MLP)",
+    )
 
 
 def _add_diagnose_parser(sub: Any) -> None:
@@ -209,6 +222,12 @@ def _add_predict_parser(sub: Any) -> None:
         "--interval", type=float, default=0.9, help="probability of the central interval"
     )
     pred.add_argument("--seed", type=int, default=1, help="seed of the predictive draws")
+    pred.add_argument(
+        "--predictive",
+        choices=("sampled", "linearized"),
+        default="sampled",
+        help="draws through the network, or (Laplace fits) through its linearisation at the MAP",
+    )
 
 
 def _load_data(args: argparse.Namespace):
@@ -349,6 +368,9 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
         "nuts_sampler": args.nuts_sampler,
         "target_accept": args.target_accept,
         "advi_iterations": args.advi_iterations,
+        "restarts": args.restarts,
+        "hessian": args.hessian,
+        "marglik": args.marglik,
         "progressbar": not args.no_progress,
     }
     return {k: v for k, v in given.items() if k in METHODS[args.method].options}
@@ -437,7 +459,8 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         raise ValueError(f"--data {args.data!r} is neither a built-in dataset nor a .csv file")
     X = _inputs(frame, args.features, spec, args.data)
-    draws = predict(idata, X, random_seed=args.seed)["predictions"]["y"]
+    pred = predict(idata, X, random_seed=args.seed, predictive=args.predictive)
+    draws = pred["predictions"]["y"]
     y = draws.values.reshape(-1, *draws.shape[2:])  # (draws, rows[, outputs])
     table = _predictive_table(y, spec, net.lik.task, args.interval)
     args.out.parent.mkdir(parents=True, exist_ok=True)

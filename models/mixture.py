@@ -95,6 +95,8 @@ class MixtureRegressor(MLP):
                 f"likelihood={self.likelihood!r}: MixtureRegressor mixes Gaussian components; "
                 "leave likelihood='normal'"
             )
+        if self.noise_sd is not None:
+            raise ValueError("noise_sd fixes an MLP's noise sd; a mixture learns its components'")
         check_positive_int(self.n_components, "n_components")
         check_choice(self.form, FORMS, "form")
         if self.ordered is None:
@@ -261,31 +263,41 @@ class MixtureRegressor(MLP):
         """The observation model: a K-component Gaussian mixture per output."""
         return NormalMixture(self.n_components)
 
-    def observation_parameters(
-        self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
+    def parameters_of_head(
+        self, head: np.ndarray, params: Mapping[str, np.ndarray], spec: DataSpec
     ) -> dict[str, np.ndarray]:
-        """Weights ``w``, means ``mu`` and sds ``sigma`` (..., n, output, component), in y units."""
-        out = mlp_forward(params, X, activation=self.activation, spec=spec, raw=True)
+        """Weights ``w``, means ``mu`` and sds ``sigma`` (..., n, output, component), in y units.
+
+        ``head`` is the last layer's raw output (..., n, head); ``params`` gives the
+        noise form's global ``weights``, ``loc`` and ``sigma`` per draw.
+        """
         y_loc, y_scale = np.asarray(spec.y_loc), np.asarray(spec.y_scale)
         K = self.n_components
         if self.form == "noise":
-            f = y_loc + y_scale * out  # (..., n, D)
+            f = y_loc + y_scale * head  # (..., n, D)
             means = f[..., None] + np.asarray(params["loc"])[..., None, :, :]
             w = np.broadcast_to(np.asarray(params["weights"])[..., None, :, :], means.shape)
             s = np.broadcast_to(np.asarray(params["sigma"])[..., None, :, :], means.shape)
             return {"w": w, "mu": means, "sigma": s}
-        head = out.reshape(*out.shape[:-1], spec.n_outputs, len(HEAD_KINDS), K)
+        head = head.reshape(*head.shape[:-1], spec.n_outputs, len(HEAD_KINDS), K)
         w = special.softmax(head[..., 0, :], axis=-1)
         means = y_loc[:, None] + y_scale[:, None] * head[..., 1, :]
         s = y_scale[:, None] * (np.logaddexp(0.0, head[..., 2, :]) + SCALE_FLOOR)
         return {"w": w, "mu": means, "sigma": s}
 
+    def mean_of_head(
+        self, head: np.ndarray, params: Mapping[str, np.ndarray], spec: DataSpec
+    ) -> np.ndarray:
+        """Return the predictive mean E[y | x] (..., n, output) from the raw last layer."""
+        mixture = self.parameters_of_head(head, params, spec)
+        return (mixture["w"] * mixture["mu"]).sum(axis=-1)
+
     def forward(
         self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
     ) -> np.ndarray:
         """Compute the predictive mean E[y | x] for a batch of draws, (..., n, output)."""
-        mixture = self.observation_parameters(params, X, spec)
-        return (mixture["w"] * mixture["mu"]).sum(axis=-1)
+        head = mlp_forward(params, X, activation=self.activation, spec=spec, raw=True)
+        return self.mean_of_head(head, params, spec)
 
 
 def noise_locations(weights: Any, n_outputs: int, n_components: int, *, ordered: bool) -> Any:

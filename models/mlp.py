@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 import xarray as xr
 from pymc.pytensorf import smarttypeX
 
@@ -31,6 +32,8 @@ from bnncat.models.validation import (
 )
 
 PRIORS = ("fixed", "lecun", "hierarchical")
+#: Name of the last layer's raw output in the PyMC graph (not a stored variable).
+NET_OUT = "net_out"
 #: Default scale of the weight prior (see the ``prior_scale`` option of :class:`MLP`).
 DEFAULT_PRIOR_SCALE = 2.0
 
@@ -76,6 +79,12 @@ class MLP:
     n_classes : int, optional
         Number of classes for ``categorical``; inferred as ``max(y) + 1`` when
         omitted.
+    layer_prior_scales : sequence of float, optional
+        The sd of each layer's weight prior, output layer last, in place of
+        ``prior`` and ``prior_scale`` (what Laplace's evidence tuning sets).
+    noise_sd : float, optional
+        A fixed noise sd of the ``normal`` likelihood, in the units of ``y``,
+        instead of a learned ``sigma`` (also set by Laplace's evidence tuning).
 
     Examples
     --------
@@ -93,6 +102,8 @@ class MLP:
     bias_scale: float = field(default=1.0, kw_only=True)
     standardize: bool = field(default=True, kw_only=True)
     n_classes: int | None = field(default=None, kw_only=True)
+    layer_prior_scales: tuple[float, ...] | None = field(default=None, kw_only=True)
+    noise_sd: float | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", check_hidden(self.hidden))
@@ -113,6 +124,35 @@ class MLP:
             object.__setattr__(
                 self, "n_classes", check_positive_int(self.n_classes, "n_classes", minimum=2)
             )
+        self._check_fixed_scales()
+
+    def _check_fixed_scales(self) -> None:
+        """Validate ``layer_prior_scales`` (one per layer) and ``noise_sd`` (normal only)."""
+        if self.layer_prior_scales is not None:
+            scales = self.layer_prior_scales
+            if isinstance(scales, str) or not isinstance(scales, Sequence):
+                raise TypeError(f"layer_prior_scales must be a sequence of sds; got {scales!r}")
+            if len(scales) != self.n_hidden_layers + 1:
+                raise ValueError(
+                    f"layer_prior_scales needs one sd per layer ({self.n_hidden_layers + 1}, "
+                    f"output layer last); got {len(scales)}"
+                )
+            if self.prior == "hierarchical":
+                raise ValueError("layer_prior_scales fixes the sds a hierarchical prior learns")
+            object.__setattr__(
+                self,
+                "layer_prior_scales",
+                tuple(
+                    check_positive_float(v, f"layer_prior_scales[{i}]")
+                    for i, v in enumerate(scales)
+                ),
+            )
+        if self.noise_sd is not None:
+            if self.likelihood != "normal":
+                raise ValueError(
+                    f"noise_sd fixes the sd of likelihood='normal', not {self.likelihood!r}"
+                )
+            object.__setattr__(self, "noise_sd", check_positive_float(self.noise_sd, "noise_sd"))
 
     # -- configuration -------------------------------------------------------------------
 
@@ -130,6 +170,8 @@ class MLP:
         """Builder options as plain JSON-able values (what a fit stores in attrs)."""
         out = asdict(self)
         out["hidden"] = list(self.hidden)
+        if self.layer_prior_scales is not None:
+            out["layer_prior_scales"] = list(self.layer_prior_scales)
         return out
 
     # -- data ----------------------------------------------------------------------------
@@ -236,7 +278,12 @@ class MLP:
             np.asarray(spec.y_loc) + np.asarray(spec.y_scale) * net_out,
             dims=("obs", "output"),
         )
-        self.lik.add(mu, y, spec)
+        if self.noise_sd is None:
+            self.lik.add(mu, y, spec)
+            return
+        sigma = np.full(spec.n_outputs, self.noise_sd)
+        sigma = pm.Deterministic("sigma", pt.as_tensor(sigma), dims="output")
+        self.lik.observe({"mu": mu, "sigma": sigma}, y, ("obs", "output"))
 
     def forward(
         self, params: Mapping[str, np.ndarray], X: np.ndarray, spec: DataSpec
@@ -252,7 +299,24 @@ class MLP:
         Leading axes are those of the draws, then rows (and outputs); the
         likelihood derives log densities, CDFs and predictive draws from them.
         """
-        return self.lik.parameters(self.forward(params, X, spec), params)
+        return self.parameters_of_head(
+            mlp_forward(params, X, activation=self.activation, spec=spec, raw=True), params, spec
+        )
+
+    def parameters_of_head(
+        self, head: np.ndarray, params: Mapping[str, np.ndarray], spec: DataSpec
+    ) -> dict[str, np.ndarray]:
+        """Arguments of ``self.lik.dist`` from the last layer's raw output ``head`` (..., n, head).
+
+        ``params`` gives the likelihood's own parameters (``sigma``, ...) per draw.
+        """
+        return self.lik.parameters(self.mean_of_head(head, params, spec), params)
+
+    def mean_of_head(
+        self, head: np.ndarray, params: Mapping[str, np.ndarray], spec: DataSpec
+    ) -> np.ndarray:
+        """Return the model's ``mu`` from the last layer's raw output (..., n, head)."""
+        return np.asarray(spec.y_loc) + np.asarray(spec.y_scale) * head
 
     def component_labels(
         self, params: Mapping[str, np.ndarray], X: np.ndarray | None, spec: DataSpec | None
@@ -355,12 +419,17 @@ def build_mlp(
             h = act(h @ W + b)
             in_dim, fan_in = f"hidden{i + 1}", width
         W, b = net.layer_parameters(net.n_hidden_layers, fan_in, (in_dim, net.head_dim), spec)
-        net.add_likelihood(h @ W + b, y, spec)
+        net_out = h @ W + b
+        net_out.name = NET_OUT  # found by name where the network output is needed (Laplace)
+        net.add_likelihood(net_out, y, spec)
     return model
 
 
 def weight_prior_scale(net: MLP, name: str, fan_in: int):
     """Return the sd of a layer's Gaussian weight prior (a PyMC variable if hierarchical)."""
+    if net.layer_prior_scales is not None:
+        names = [w for w, _ in weight_names(net.n_hidden_layers)]
+        return net.layer_prior_scales[names.index(name)]
     scale = net.prior_scale
     if net.prior in ("lecun", "hierarchical"):
         scale = scale / np.sqrt(fan_in)

@@ -8,7 +8,10 @@ import xarray as xr
 
 from bnncat.models.attrs import read_net, stored_or_given_net
 from bnncat.models.data_spec import DataSpec
-from bnncat.models.validation import check_positive_int, check_X
+from bnncat.models.inference.linearized import check_linearizable, linearized_predictions
+from bnncat.models.validation import check_choice, check_positive_int, check_X
+
+PREDICTIVES = ("sampled", "linearized")
 
 
 def predict(
@@ -18,6 +21,7 @@ def predict(
     net: Any = None,
     random_seed: int | None = None,
     progressbar: bool = False,
+    predictive: str = "sampled",
 ) -> xr.DataTree:
     """Network output and posterior predictive draws at any number of new rows.
 
@@ -40,6 +44,10 @@ def predict(
         Seed for the predictive draws of ``y``.
     progressbar : bool
         Show PyMC's progress bar.
+    predictive : {"sampled", "linearized"}
+        Pass every posterior draw through the network, or, for a Laplace fit,
+        through the network linearised at each restart's MAP (the GLM
+        predictive: see :mod:`bnncat.models.inference.linearized`).
 
     Returns
     -------
@@ -59,10 +67,15 @@ def predict(
     """
     if "posterior" not in idata.children:
         raise ValueError("idata has no posterior group: fit the model first")
+    predictive = check_choice(predictive, PREDICTIVES, "predictive")
+    if predictive == "linearized":
+        check_linearizable(idata)
     net, spec = net_and_spec(idata, net)
     X = check_X(X_new, "X_new", n_features=spec.n_features)
     if random_seed is not None:
         random_seed = check_positive_int(random_seed, "random_seed", minimum=0)
+    if predictive == "linearized":
+        return linearized_predictions(idata, X, net, spec, random_seed)
     model = net.build_validated(X, None, spec)
     return pm.sample_posterior_predictive(
         idata,

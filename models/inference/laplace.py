@@ -1,14 +1,16 @@
-"""The Laplace approximation: Gaussians at MAP estimates, with the Hessian there.
+"""The Laplace approximation: Gaussians at MAP estimates, with the curvature there.
 
 Each restart maximises the log posterior in the unconstrained space (the
 transforms' Jacobians included) from a jittered start by SciPy's L-BFGS, on PyMC's
-log density translated to JAX, and takes JAX's exact Hessian there. Its inverse
-is the covariance of that restart's Gaussian (``hessian="full"``), or the inverse
-of its diagonal (``"diag"``);
-eigenvalues that are not clearly positive (a saddle, a flat direction) are raised
-to a floor and counted. Every restart is a chain; the draws carry the log posterior
-density and the log density of the equal mixture of the restarts' Gaussians, so
-that PSIS k-hat says how far the approximation is from the posterior.
+log density translated to JAX, and takes a curvature of the negative log posterior
+there (:mod:`~bnncat.models.inference.laplace_curvature`): the exact Hessian, its
+generalised Gauss-Newton, its diagonal, or the output layer's block with the hidden
+layers kept at the MAP. Eigenvalues that are not clearly positive (a saddle, a flat
+direction) are raised to a floor and counted. Every restart is a chain; the draws
+carry the log posterior density and the log density of the equal mixture of the
+restarts' Gaussians, so that PSIS k-hat says how far the approximation is from the
+posterior. With ``marglik=True`` the prior sds and the noise sd are first chosen by
+the Laplace evidence (:mod:`~bnncat.models.inference.laplace_evidence`).
 pymc-extras' ``fit_laplace`` is not used: its releases pin PyMC below 6.4.
 """
 
@@ -20,13 +22,24 @@ import xarray as xr
 from pymc.initial_point import make_initial_point_fn
 from scipy import optimize, special, stats
 
+from bnncat.models.inference.laplace_curvature import (
+    HESSIANS,
+    FlatModel,
+    flat_model,
+    positive_definite,
+    precision_parts,
+)
+from bnncat.models.inference.laplace_evidence import (
+    check_marglik,
+    log_evidence,
+    tune_by_evidence,
+)
 from bnncat.models.inference.problem import Problem, prepare_problem, record_fit
 from bnncat.models.inference.registry import register
 from bnncat.models.jax_runtime import jax_session
 from bnncat.models.pymc_internals import trace_of_draws
 from bnncat.models.validation import check_choice, check_positive_int
 
-HESSIANS = ("full", "diag")
 _REFUSES = {
     "chains": "its chains are its MAP restarts: set restarts",
     "tune": "a Laplace approximation has no warm-up",
@@ -43,6 +56,7 @@ def fit_laplace(
     random_seed: int | None = None,
     restarts: int = 4,
     hessian: str = "full",
+    marglik: bool = False,
     store_mu: bool = False,
     progressbar: bool = True,
 ) -> xr.DataTree:
@@ -61,8 +75,19 @@ def fit_laplace(
     restarts : int
         MAP searches from independent jittered starts; each is a chain. Restarts
         that end in different optima show as disagreeing chains.
-    hessian : {"full", "diag"}
-        The covariance: the inverse of the full Hessian, or of its diagonal.
+    hessian : {"full", "ggn", "diag", "last_layer"}
+        The precision of each Gaussian: the exact Hessian of the negative log
+        posterior; its generalised Gauss-Newton (the likelihood's curvature in the
+        network output, pulled back: positive semi-definite where the likelihood
+        is log-concave in it); the exact Hessian's diagonal; or the exact
+        Hessian's block of the output layer and the likelihood's parameters, the
+        hidden layers kept at the MAP.
+    marglik : bool
+        Choose the sd of each layer's weight prior, and for a one-output normal
+        likelihood the noise sd, by maximising the Laplace approximation of the
+        evidence (MacKay 1992), before the restarts. Plain ``MLP`` only (the
+        constrained weights of ``OrderedMLP`` and a mixture's components have no
+        such closed form). The tuned values are in the attrs and the net.
     store_mu : bool
         Keep the network output ``mu`` at the training inputs for every draw.
     progressbar : bool
@@ -72,7 +97,9 @@ def fit_laplace(
     -------
     xarray.DataTree
         ``posterior`` (chain = restart), ``sample_stats`` (``log_p`` and ``log_q`` of
-        each draw), ``laplace`` (each restart's MAP log density and mean),
+        each draw), ``laplace`` (each restart's MAP log density, flat mean, log
+        evidence and clipped eigenvalues; with ``marglik``, ``laplace_evidence``
+        holds the hyperparameters and the evidence of every tuning round),
         ``observed_data`` and ``constant_data``; the attrs record the fit (kind
         ``approximation``).
 
@@ -87,149 +114,124 @@ def fit_laplace(
     restarts = check_positive_int(restarts, "restarts")
     hessian = check_choice(hessian, HESSIANS, "hessian")
     problem = prepare_problem(net, X, y, draws=draws, random_seed=random_seed, store_mu=store_mu)
+    check_marglik(marglik, problem.net)
     seeds = np.random.SeedSequence(problem.random_seed).generate_state(restarts + 1)
+    options = {"restarts": restarts, "hessian": hessian, "marglik": marglik, "store_mu": store_mu}
     with jax_session("float64"):
-        objective = _jax_objective(problem.model)
-        modes = [_mode(problem.model, int(s), hessian, objective) for s in seeds[:restarts]]
-    rng = np.random.default_rng(int(seeds[-1]))
-    flat = np.stack([rng.multivariate_normal(m["mean"], m["cov"], problem.draws) for m in modes])
-    idata = _draws_as_tree(problem, flat)
+        tuning, start = None, None
+        if marglik:
+            problem, tuning, start = tune_by_evidence(problem, hessian, int(seeds[0]))
+        flat = flat_model(problem.model)
+        modes = [
+            _mode(problem.model, flat, int(s), hessian, start if i == 0 else None)
+            for i, s in enumerate(seeds[:restarts])
+        ]
+        draws_flat = _draw(modes, problem.draws, int(seeds[-1]))
+        log_p = np.asarray(flat.log_posterior(draws_flat.reshape(-1, flat.size)))
+    idata = _draws_as_tree(problem, flat, draws_flat)
     idata["sample_stats"] = xr.Dataset(
         {
-            "log_p": (("chain", "draw"), _log_posterior(problem.model, flat)),
-            "log_q": (("chain", "draw"), _log_mixture(modes, flat)),
+            "log_p": (("chain", "draw"), log_p.reshape(draws_flat.shape[:2])),
+            "log_q": (("chain", "draw"), _log_mixture(modes, draws_flat)),
         },
         coords={"chain": np.arange(restarts), "draw": np.arange(problem.draws)},
     )
-    idata["laplace"] = xr.Dataset(
-        {
-            "map_logp": ("chain", [m["logp"] for m in modes]),
-            "mean": (("chain", "parameter"), np.stack([m["mean"] for m in modes])),
-            "clipped_eigenvalues": ("chain", [m["clipped"] for m in modes]),
-        },
-        coords={"chain": np.arange(restarts)},
-    )
-    options = {"restarts": restarts, "hessian": hessian, "store_mu": store_mu}
+    idata["laplace"] = _modes_dataset(modes, flat)
+    if tuning is not None:
+        idata["laplace_evidence"] = tuning["rounds"]
+        options |= tuning["chosen"]
     return record_fit(idata, problem, "laplace", options)
 
 
-def _mode(model: pm.Model, seed: int, hessian: str, objective: Any = None) -> dict[str, Any]:
-    """One MAP search from a jittered start: its mean, covariance and log density.
+def _mode(
+    model: pm.Model, flat: FlatModel, seed: int, hessian: str, start: np.ndarray | None = None
+) -> dict[str, Any]:
+    """One MAP search from a jittered start (or ``start``): its Gaussian and log evidence.
 
-    The mode and Hessian are those of the log density in the unconstrained space,
+    The mode and curvature are those of the log density in the unconstrained space,
     Jacobians of the transforms included: the density the Gaussian stands for there,
     and whose mode is finite where the constrained one is not (``find_MAP``, which
     leaves the Jacobians out, lets an ordered variable's log-increments run to -inf).
     """
-    shapes = _value_shapes(model)
-    value_and_grad, hess = objective or _jax_objective(model)
-    start = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs))(seed)
-    x0 = np.concatenate([np.ravel(start[name]) for name in shapes])
-
-    def loss(x: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = value_and_grad(x)
-        return -float(value), -np.asarray(grad, dtype=np.float64)
-
-    found = optimize.minimize(loss, x0, jac=True, method="L-BFGS-B")
-    precision, clipped = _positive_definite(-np.asarray(hess(found.x), dtype=np.float64))
-    cov = np.linalg.inv(precision)
+    found = find_map(flat, initial_flat(model, flat, seed) if start is None else start)
+    lik, prior = precision_parts(flat, found, hessian)
+    precision, clipped = positive_definite(lik + prior)
     if hessian == "diag":
-        cov = np.diag(1.0 / np.diag(precision))
+        precision = np.diag(np.diag(precision))
+    index = flat.last_layer_indices() if hessian == "last_layer" else np.arange(flat.size)
+    cov = np.linalg.inv(precision)
+    logp = float(flat.value_and_grad(found)[0])
     return {
-        "mean": found.x,
+        "mean": found,
+        "index": index,
         "cov": (cov + cov.T) / 2,
-        "logp": -float(found.fun),
+        "logp": logp,
+        "log_evidence": log_evidence(logp, precision),
         "clipped": clipped,
     }
 
 
-def _jax_objective(model: pm.Model) -> tuple[Any, Any]:
-    """Compiled log posterior with its gradient, and its Hessian, of the flat values, by JAX.
-
-    PyTensor's own Hessian graph (``model.compile_d2logp``) took 13 s to compile for a
-    1x3 mixture regressor; JAX differentiates PyMC's JAX translation of the same log
-    density in about a second.
-    """
-    import jax
-    from jax.flatten_util import ravel_pytree
-    from pymc.sampling.jax import get_jaxified_logp
-
-    jax_logp = get_jaxified_logp(model, negative_logp=False)
-    start = model.initial_point()
-    values = [np.asarray(start[v.name], dtype=np.float64) for v in model.value_vars]
-    x0, unravel = ravel_pytree(values)
-    # the sign of get_jaxified_logp's output has changed between PyMC versions: fix it by value
-    sign = 1.0 if np.isclose(jax_logp(values), model.compile_logp(jacobian=True)(start)) else -1.0
-
-    def logp(x: Any) -> Any:
-        return sign * jax_logp(unravel(x))
-
-    return jax.jit(jax.value_and_grad(logp)), jax.jit(jax.hessian(logp))
+def initial_flat(model: pm.Model, flat: FlatModel, seed: int) -> np.ndarray:
+    """PyMC's jittered initial point of ``model``, flat."""
+    return flat.flatten(make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs))(seed))
 
 
-def _positive_definite(precision: np.ndarray) -> tuple[np.ndarray, int]:
-    """Raise eigenvalues that are not clearly positive (a saddle, a flat direction) to a floor.
+def find_map(flat: FlatModel, start: np.ndarray) -> np.ndarray:
+    """Maximise the flat log posterior from ``start`` by L-BFGS with JAX's gradient."""
 
-    The floor is the relative tolerance of ``np.linalg.matrix_rank``; returns the
-    matrix and how many eigenvalues were raised.
-    """
-    eigval, eigvec = np.linalg.eigh((precision + precision.T) / 2)
-    floor = max(np.abs(eigval).max() * len(eigval) * np.finfo(np.float64).eps, 1e-12)
-    clipped = int((eigval < floor).sum())
-    return (eigvec * np.maximum(eigval, floor)) @ eigvec.T, clipped
+    def loss(x: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = flat.value_and_grad(x)
+        return -float(value), -np.asarray(grad, dtype=np.float64)
+
+    return optimize.minimize(loss, start, jac=True, method="L-BFGS-B").x
 
 
-def _value_shapes(model: pm.Model) -> dict[str, tuple[int, ...]]:
-    """Shapes of the value variables, in the order of the flat vector."""
-    point = model.initial_point()
-    return {v.name: np.shape(point[v.name]) for v in model.value_vars}
-
-
-def _unflatten(flat: np.ndarray, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
-    """Split (draw, n) flat values into {value name: (draw, *shape)}."""
-    out, start = {}, 0
-    for name, shape in shapes.items():
-        size = int(np.prod(shape))
-        out[name] = flat[:, start : start + size].reshape(len(flat), *shape)
-        start += size
+def _draw(modes: list[dict[str, Any]], draws: int, seed: int) -> np.ndarray:
+    """Draws (restart, draw, size) from each restart's Gaussian; the rest stays at its MAP."""
+    rng = np.random.default_rng(seed)
+    out = np.stack([np.tile(m["mean"], (draws, 1)) for m in modes])
+    for chain, m in zip(out, modes, strict=True):
+        chain[:, m["index"]] = rng.multivariate_normal(m["mean"][m["index"]], m["cov"], draws)
     return out
 
 
-def _draws_as_tree(problem: Problem, flat: np.ndarray) -> xr.DataTree:
-    """Turn the draws of every restart into a DataTree of the model, with its data groups."""
+def _modes_dataset(modes: list[dict[str, Any]], flat: FlatModel) -> xr.Dataset:
+    """Each restart's MAP log density, flat mean, log evidence and clipped eigenvalues."""
+    names = [f"{n}[{i}]" for n, shape in flat.shapes.items() for i in range(int(np.prod(shape)))]
+    return xr.Dataset(
+        {
+            "map_logp": ("chain", [m["logp"] for m in modes]),
+            "mean": (("chain", "parameter"), np.stack([m["mean"] for m in modes])),
+            "log_evidence": ("chain", [m["log_evidence"] for m in modes]),
+            "clipped_eigenvalues": ("chain", [m["clipped"] for m in modes]),
+        },
+        coords={"chain": np.arange(len(modes)), "parameter": names},
+    )
+
+
+def _draws_as_tree(problem: Problem, flat: FlatModel, draws: np.ndarray) -> xr.DataTree:
+    """Turn the flat draws of every restart into a DataTree of the model, with its data groups."""
     model = problem.model
-    shapes = _value_shapes(model)
-    wanted = set(problem.keep) | set(shapes)
+    wanted = set(problem.keep) | set(flat.shapes)
     record = [v for v in model.unobserved_value_vars if v.name in wanted]
-    samples = [_unflatten(chain, shapes) for chain in flat]
+    samples = [flat.unflatten(chain) for chain in draws]
     trace = trace_of_draws(model, record, samples, problem.draws)
     idata = pm.to_inference_data(trace, model=model, log_likelihood=False)
     idata["posterior"] = idata["posterior"].to_dataset()[problem.keep]
     return idata
 
 
-def _log_posterior(model: pm.Model, flat: np.ndarray) -> np.ndarray:
-    """Unnormalised log posterior (with the Jacobians) of every (chain, draw)."""
-    logp = model.compile_logp(jacobian=True)
-    shapes = _value_shapes(model)
-    return np.array(
-        [
-            [
-                logp({k: v[i] for k, v in _unflatten(chain, shapes).items()})
-                for i in range(len(chain))
-            ]
-            for chain in flat
-        ]
-    )
+def _log_mixture(modes: list[dict[str, Any]], draws: np.ndarray) -> np.ndarray:
+    """Log density of the equal mixture of the restarts' Gaussians, which the draws pool.
 
-
-def _log_mixture(modes: list[dict[str, Any]], flat: np.ndarray) -> np.ndarray:
-    """Log density of the equal mixture of the restarts' Gaussians, which the draws pool."""
-    per_mode = np.stack(
-        [
-            stats.multivariate_normal(m["mean"], m["cov"], allow_singular=True).logpdf(flat)
-            for m in modes
-        ]
-    )
-    per_mode = per_mode.reshape(len(modes), *flat.shape[:2])
-    return special.logsumexp(per_mode, axis=0) - np.log(len(modes))
+    A Gaussian on part of the parameters (``last_layer``) holds the rest at its MAP:
+    it gives no density to draws whose other parts differ.
+    """
+    per_mode = []
+    for m in modes:
+        rest = np.setdiff1d(np.arange(draws.shape[-1]), m["index"])
+        gauss = stats.multivariate_normal(m["mean"][m["index"]], m["cov"], allow_singular=True)
+        logq = gauss.logpdf(draws[..., m["index"]]).reshape(draws.shape[:2])
+        off = np.any(draws[..., rest] != m["mean"][rest], axis=-1)
+        per_mode.append(np.where(off, -np.inf, logq))
+    return special.logsumexp(np.stack(per_mode), axis=0) - np.log(len(modes))
