@@ -162,6 +162,12 @@ def _add_method_arguments(fit: argparse.ArgumentParser) -> None:
         help="NUTS target acceptance; raise (e.g. 0.95) if there are divergences",
     )
     fit.add_argument("--advi-iterations", type=int, default=30_000, help="ADVI optimisation steps")
+    fit.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="raise the likelihood to 1/T (below 1: a cold posterior); every method",
+    )
     fit.add_argument("--restarts", type=int, default=4, help="Laplace: MAP searches (chains)")
     fit.add_argument(
         "--hessian",
@@ -368,6 +374,7 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
         "nuts_sampler": args.nuts_sampler,
         "target_accept": args.target_accept,
         "advi_iterations": args.advi_iterations,
+        "temperature": args.temperature,
         "restarts": args.restarts,
         "hessian": args.hessian,
         "marglik": args.marglik,

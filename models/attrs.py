@@ -93,6 +93,14 @@ def read_net(idata: xr.DataTree) -> tuple[Any, DataSpec]:
     return net, spec
 
 
+def read_fit_options(idata: xr.DataTree) -> dict[str, Any]:
+    """Return the options a catalogue fit recorded (method, kind, seed, temperature...), or {}."""
+    try:
+        return dict(json.loads(idata.attrs.get("bnncat_fit", "{}")))
+    except (json.JSONDecodeError, TypeError) as err:
+        raise ValueError(f"idata attrs hold unreadable fit options: {err}") from err
+
+
 def stored_or_given_net(idata: xr.DataTree, net: Any, *, example: str) -> Any:
     """Return the net a fit's attrs describe (``net``, if given, must equal it), else ``net``.
 

@@ -238,13 +238,15 @@ def test_diagnose_of_a_missing_file_is_a_clear_error(tmp_path, capsys):
     assert "no such fit file" in capsys.readouterr().err
 
 
-def test_laplace_from_the_command_line_with_its_options_and_the_linearized_predictive(tmp_path):
+def test_laplace_from_the_command_line_with_its_options_and_a_linearized_predictive(tmp_path):
     out = tmp_path / "res"
     argv = ["fit", "--data", "mcycle", "--method", "laplace", "--hessian", "ggn", "--restarts"]
-    assert main([*argv, "2", "--draws", "40", "--marglik", "--out", str(out), "--no-progress"]) == 0
+    argv += ["2", "--draws", "40", "--marglik", "--temperature", "0.5"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
     idata = load(out / "fit.nc")
     options = json.loads(idata.attrs["bnncat_fit"])
     assert options["hessian"] == "ggn" and options["marglik"] and options["restarts"] == 2
+    assert options["temperature"] == 0.5
     assert idata["posterior"].sizes["chain"] == 2 and options["tuned_noise_sd"] > 0
     pred = tmp_path / "p.csv"
     argv = ["predict", str(out / "fit.nc"), "--data", "mcycle", "--out", str(pred)]

@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bnncat.models.attrs import read_fit_options
 from bnncat.report import render
 from bnncat.report.checks import CHECKS
 from bnncat.report.inputs import DiagnosisInputs, gather_inputs
-from bnncat.report.verdict import Verdict, judge
+from bnncat.report.verdict import Verdict, judge, tempered
 from bnncat.thresholds import DEFAULT_MAX_TREEDEPTH, RHAT_MAX
 
 
@@ -257,6 +258,7 @@ def diagnose(
         vi_pareto_k=found["vi_pareto_k"],
         ordered=inputs.net.samples_canonically,
     )
+    verdict = tempered(verdict, _temperature(inputs))
     return DiagnosticReport(
         verdict=verdict,
         **{k: v for k, v in found.items() if k in known},
@@ -270,11 +272,19 @@ def diagnose(
     )
 
 
+def _temperature(inputs: DiagnosisInputs) -> float:
+    return float(read_fit_options(inputs.idata).get("temperature", 1.0))
+
+
 def _options(inputs: DiagnosisInputs, found: dict[str, Any]) -> dict[str, Any]:
     """Collect what the report's notes say about how the diagnosis was made."""
     net, method = inputs.net, inputs.idata.attrs.get("fit_method") or "unknown"
+    temperature = _temperature(inputs)
+    if temperature != 1.0:
+        method = f"{method}, T = {temperature:g}"
     return {
         "title": f"{type(net).__name__} {tuple(net.hidden)} {net.activation}, {method}",
+        "temperature": temperature,
         "relabelling": inputs.relabelling,
         "probe_inputs": int(inputs.X_probe.shape[0]),
         "rhat_threshold": inputs.settings["rhat_threshold"],

@@ -56,6 +56,20 @@ class Verdict:
         )
 
 
+def tempered(verdict: Verdict, temperature: float) -> Verdict:
+    """Say in the verdict that it speaks of a tempered posterior (likelihood to the 1/T)."""
+    if temperature == 1.0:
+        return verdict
+    side = "cold" if temperature < 1 else "warm"
+    effect = "narrower" if temperature < 1 else "wider"
+    note = (
+        f" This is a {side} posterior (T = {temperature:g}: the likelihood counts "
+        f"{1 / temperature:.3g} times), {effect} than the Bayesian one by design; every check "
+        "above speaks of it, not of the posterior."
+    )
+    return Verdict(verdict.status, verdict.sentence + note, verdict.next_steps)
+
+
 def judge(
     *,
     convergence: pd.DataFrame,

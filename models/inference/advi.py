@@ -23,6 +23,7 @@ from bnncat.models.inference.problem import (
     n_free_parameters,
     prepare_problem,
     record_fit,
+    temper,
 )
 from bnncat.models.inference.registry import register
 from bnncat.models.jax_runtime import compilation_cache
@@ -57,6 +58,7 @@ def fit_advi(
     advi_engine: str = "jax",
     batch_size: int | None = None,
     precision: str = "auto",
+    temperature: float = 1.0,
     store_mu: bool = False,
     progressbar: bool = True,
 ) -> xr.DataTree:
@@ -94,6 +96,9 @@ def fit_advi(
         Precision of the JAX engine: ``"auto"`` is float32 there and float64 with
         ``batch_size`` (minibatch rows are 64-bit indices) or ``advi_engine="pymc"``.
         The posterior is stored in float64 either way.
+    temperature : float
+        Raise the likelihood to 1 / ``temperature``: below 1 a cold posterior,
+        above 1 a warm one; 1 (the default) is the Bayesian posterior itself.
     store_mu : bool
         Keep the network output ``mu`` at the training inputs for every draw.
     progressbar : bool
@@ -132,6 +137,7 @@ def fit_fullrank_advi(
     advi_engine: str = "jax",
     batch_size: int | None = None,
     precision: str = "auto",
+    temperature: float = 1.0,
     store_mu: bool = False,
     progressbar: bool = True,
 ) -> xr.DataTree:
@@ -183,7 +189,13 @@ def _fit_gaussian(method: str, net: Any, X: object, y: object, **options: Any) -
     """Fit mean-field or full-rank ADVI, draw, and record the fit."""
     opts = _check_options(method, options)
     problem = prepare_problem(
-        net, X, y, draws=opts["draws"], random_seed=opts["random_seed"], store_mu=opts["store_mu"]
+        net,
+        X,
+        y,
+        draws=opts["draws"],
+        random_seed=opts["random_seed"],
+        store_mu=opts["store_mu"],
+        temperature=opts["temperature"],
     )
     batch_size = opts["batch_size"]
     if batch_size is not None and batch_size > problem.X.shape[0]:
@@ -199,6 +211,7 @@ def _fit_gaussian(method: str, net: Any, X: object, y: object, **options: Any) -
     train = problem.model
     if batch_size is not None:
         train = net.build_validated(problem.X, problem.y, problem.spec, batch_size=batch_size)
+        train = temper(train, problem.temperature)
     engine = fit_advi_jax if opts["advi_engine"] == "jax" else _fit_pm
     approx, hist, timing = engine(
         train,
@@ -211,7 +224,8 @@ def _fit_gaussian(method: str, net: Any, X: object, y: object, **options: Any) -
         progressbar=opts["progressbar"],
     )
     idata = _draws_of(approx, problem, hist, timing)
-    recorded = {k: v for k, v in opts.items() if k not in ("draws", "random_seed", "progressbar")}
+    shared = ("draws", "random_seed", "temperature", "progressbar")
+    recorded = {k: v for k, v in opts.items() if k not in shared}
     return record_fit(idata, problem, method, recorded)
 
 

@@ -57,6 +57,7 @@ def fit_laplace(
     restarts: int = 4,
     hessian: str = "full",
     marglik: bool = False,
+    temperature: float = 1.0,
     store_mu: bool = False,
     progressbar: bool = True,
 ) -> xr.DataTree:
@@ -88,6 +89,9 @@ def fit_laplace(
         evidence (MacKay 1992), before the restarts. Plain ``MLP`` only (the
         constrained weights of ``OrderedMLP`` and a mixture's components have no
         such closed form). The tuned values are in the attrs and the net.
+    temperature : float
+        Raise the likelihood to 1 / ``temperature``: below 1 a cold posterior,
+        above 1 a warm one; 1 (the default) is the Bayesian posterior itself.
     store_mu : bool
         Keep the network output ``mu`` at the training inputs for every draw.
     progressbar : bool
@@ -113,7 +117,9 @@ def fit_laplace(
     """
     restarts = check_positive_int(restarts, "restarts")
     hessian = check_choice(hessian, HESSIANS, "hessian")
-    problem = prepare_problem(net, X, y, draws=draws, random_seed=random_seed, store_mu=store_mu)
+    problem = prepare_problem(
+        net, X, y, draws=draws, random_seed=random_seed, store_mu=store_mu, temperature=temperature
+    )
     check_marglik(marglik, problem.net)
     seeds = np.random.SeedSequence(problem.random_seed).generate_state(restarts + 1)
     options = {"restarts": restarts, "hessian": hessian, "marglik": marglik, "store_mu": store_mu}
@@ -121,7 +127,7 @@ def fit_laplace(
         tuning, start = None, None
         if marglik:
             problem, tuning, start = tune_by_evidence(problem, hessian, int(seeds[0]))
-        flat = flat_model(problem.model)
+        flat = flat_model(problem.model, problem.temperature)
         modes = [
             _mode(problem.model, flat, int(s), hessian, start if i == 0 else None)
             for i, s in enumerate(seeds[:restarts])

@@ -81,8 +81,12 @@ def _unflatten(flat: Any, shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
     return out
 
 
-def flat_model(model: pm.Model) -> FlatModel:
-    """Translate ``model``'s log densities and network output to JAX (call in a float64 session)."""
+def flat_model(model: pm.Model, temperature: float = 1.0) -> FlatModel:
+    """Translate ``model``'s log densities and network output to JAX (call in a float64 session).
+
+    ``temperature`` divides the log-likelihood, as the Potential of a tempered model
+    does inside ``model.logp()``.
+    """
     import jax
 
     values = model.value_vars
@@ -93,7 +97,7 @@ def flat_model(model: pm.Model) -> FlatModel:
     head = net_out.type()
     # the head enters the observed variable's graph, before PyMC's log-density rewrites
     [observed_of_head] = graph_replace([observed], {net_out: head}, strict=False)
-    log_lik = pm.logp(observed_of_head, model.rvs_to_values[observed]).sum()
+    log_lik = pm.logp(observed_of_head, model.rvs_to_values[observed]).sum() / temperature
     log_lik_of_head, net_out = model.replace_rvs_by_values([log_lik, net_out])
     graphs = {
         "posterior": get_jaxified_graph(values, [model.logp()]),

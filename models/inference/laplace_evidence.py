@@ -21,7 +21,7 @@ from bnncat.models.inference.laplace_curvature import (
     flat_model,
     precision_parts,
 )
-from bnncat.models.inference.problem import Problem
+from bnncat.models.inference.problem import Problem, temper
 from bnncat.models.mlp import MLP, weight_names, weight_prior_scale
 
 #: Largest number of (MAP, hyperparameter) rounds, and the change in log units that ends them.
@@ -66,14 +66,14 @@ def tune_by_evidence(
     fan_ins = _fan_ins(net, problem.spec.n_features)
     scales = np.array([weight_prior_scale(net, w, f) for w, f in fan_ins])
     # round 0 learns sigma with the other parameters; its MAP starts the noise sd
-    flat = flat_model(problem.model)
+    flat = flat_model(problem.model, problem.temperature)
     x = find_map(flat, initial_flat(problem.model, flat, seed))
     sigma = float(np.exp(flat.unflatten(x)["sigma_log__"][0])) if tune_noise else None
     rounds = []
     for _ in range(MAX_ROUNDS):
         tuned = replace(net, layer_prior_scales=tuple(scales), noise_sd=sigma)
         problem = _with_net(problem, tuned)
-        previous, flat = flat, flat_model(problem.model)
+        previous, flat = flat, flat_model(problem.model, problem.temperature)
         x = find_map(flat, _carry_over(previous, flat, x))
         step = _evidence_step(flat, x, hessian, problem, [w for w, _ in fan_ins], scales, sigma)
         rounds.append(step)
@@ -84,7 +84,7 @@ def tune_by_evidence(
         if change < TOLERANCE:
             break
     problem = _with_net(problem, replace(net, layer_prior_scales=tuple(scales), noise_sd=sigma))
-    flat_final = flat_model(problem.model)
+    flat_final = flat_model(problem.model, problem.temperature)
     start = find_map(flat_final, _carry_over(flat, flat_final, x))
     chosen = {
         "tuned_layer_prior_scales": [float(s) for s in scales],
@@ -102,7 +102,7 @@ def _fan_ins(net: MLP, n_features: int) -> list[tuple[str, int]]:
 
 def _with_net(problem: Problem, net: MLP) -> Problem:
     """Return the same data and options with ``net``'s model."""
-    model = net.build_validated(problem.X, problem.y, problem.spec)
+    model = temper(net.build_validated(problem.X, problem.y, problem.spec), problem.temperature)
     keep = [v.name for v in model.free_RVs + model.deterministics if v.name in problem.keep]
     keep += [v.name for v in model.deterministics if v.name == "sigma" and v.name not in keep]
     return replace(problem, net=net, model=model, keep=keep)
@@ -148,6 +148,7 @@ def _evidence_step(
         else:
             log_sig = theta[-1]
             fit = -rss / 2 * jnp.exp(-2 * log_sig) - n * log_sig - n / 2 * jnp.log(2 * jnp.pi)
+            fit = fit / problem.temperature
             p = a * jnp.exp(-2 * log_sig)
         p = p + rest_prior + jnp.diag(masks.T @ jnp.exp(-2 * log_s))
         if hessian == "diag":

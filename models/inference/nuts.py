@@ -73,6 +73,7 @@ def fit_nuts(
     nuts_sampler: str = DEFAULT_NUTS_SAMPLER,
     target_accept: float = 0.8,
     precision: str = "auto",
+    temperature: float = 1.0,
     store_mu: bool = False,
     progressbar: bool = True,
 ) -> xr.DataTree:
@@ -96,6 +97,9 @@ def fit_nuts(
         Precision of the JAX samplers (numpyro, blackjax); ``"auto"`` is float32
         there (NumPyro's own default) and float64 for nutpie and PyMC's sampler.
         The posterior is stored in float64 either way.
+    temperature : float
+        Raise the likelihood to 1 / ``temperature``: below 1 a cold posterior,
+        above 1 a warm one; 1 (the default) is the Bayesian posterior itself.
     store_mu : bool
         Keep the network output ``mu`` at the training inputs for every draw.
     progressbar : bool
@@ -128,7 +132,9 @@ def fit_nuts(
     )
     if precision == "auto":  # float32 wherever JAX computes: faster (README, "Performance")
         precision = "float32" if on_jax else "float64"
-    problem = prepare_problem(net, X, y, draws=draws, random_seed=random_seed, store_mu=store_mu)
+    problem = prepare_problem(
+        net, X, y, draws=draws, random_seed=random_seed, store_mu=store_mu, temperature=temperature
+    )
     nuts: dict[str, Any] = {"target_accept": target_accept}
     if nuts_sampler == "numpyro":
         nuts["chain_method"] = numpyro_chain_method(chains)

@@ -11,9 +11,11 @@ from bnncat.models.attrs import write_attrs
 from bnncat.models.data_spec import DataSpec
 from bnncat.models.inference.registry import METHODS
 from bnncat.models.pymc_internals import check_versions
-from bnncat.models.validation import check_choice, check_positive_int
+from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
 
 PRECISIONS = ("auto", "float32", "float64")
+#: Name of the Potential that tempers a model's likelihood.
+TEMPERING = "likelihood_tempering"
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class Problem:
     keep: list[str]
     random_seed: int
     draws: int
+    #: The likelihood is raised to 1 / temperature (1: the Bayesian posterior).
+    temperature: float = 1.0
 
 
 def check_seed(random_seed: object) -> int:
@@ -47,16 +51,39 @@ def check_precision(precision: object, *, on_jax: bool, engine_hint: str) -> str
 
 
 def prepare_problem(
-    net: Any, X: object, y: object, *, draws: object, random_seed: object, store_mu: bool
+    net: Any,
+    X: object,
+    y: object,
+    *,
+    draws: object,
+    random_seed: object,
+    store_mu: bool,
+    temperature: object = 1.0,
 ) -> Problem:
-    """Validate the options every method shares and the data; build the model."""
+    """Validate the options every method shares and the data; build the (tempered) model."""
     check_versions()
     draws = check_positive_int(draws, "draws")
     random_seed = check_seed(random_seed)
+    temperature = check_positive_float(temperature, "temperature")
     X_arr, y_arr, spec = net.data_spec(X, y)
-    model = net.build_validated(X_arr, y_arr, spec)
+    model = temper(net.build_validated(X_arr, y_arr, spec), temperature)
     keep = [v.name for v in model.free_RVs + model.deterministics if store_mu or v.name != "mu"]
-    return Problem(net, X_arr, y_arr, spec, model, keep, random_seed, draws)
+    return Problem(net, X_arr, y_arr, spec, model, keep, random_seed, draws, temperature)
+
+
+def temper(model: pm.Model, temperature: float) -> pm.Model:
+    """Raise ``model``'s likelihood to 1 / ``temperature`` (Wenzel et al. 2020).
+
+    Adds (1 / T - 1) log p(y | theta) as a Potential, so that every method sees the
+    tempered log density through ``model.logp()``; with T = 1 the model is left as
+    it is, bit for bit. The likelihood term keeps any minibatch scaling.
+    """
+    if temperature == 1.0:
+        return model
+    with model:
+        log_lik = model.logp(vars=model.observed_RVs)
+        pm.Potential(TEMPERING, (1.0 / temperature - 1.0) * log_lik)
+    return model
 
 
 def record_fit(idata: xr.DataTree, problem: Problem, method: str, options: dict) -> xr.DataTree:
@@ -66,6 +93,7 @@ def record_fit(idata: xr.DataTree, problem: Problem, method: str, options: dict)
         "kind": METHODS[method].kind,
         "draws": problem.draws,
         "random_seed": problem.random_seed,
+        "temperature": problem.temperature,
         **options,
     }
     write_attrs(idata, problem.net, problem.spec, fit_options)
