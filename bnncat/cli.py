@@ -168,6 +168,7 @@ def _add_method_arguments(fit: argparse.ArgumentParser) -> None:
         default=1.0,
         help="raise the likelihood to 1/T (below 1: a cold posterior); every method",
     )
+    fit.add_argument("--paths", type=int, default=4, help="Pathfinder: paths (chains)")
     fit.add_argument("--restarts", type=int, default=4, help="Laplace: MAP searches (chains)")
     fit.add_argument(
         "--hessian",
@@ -375,6 +376,7 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
         "target_accept": args.target_accept,
         "advi_iterations": args.advi_iterations,
         "temperature": args.temperature,
+        "paths": args.paths,
         "restarts": args.restarts,
         "hessian": args.hessian,
         "marglik": args.marglik,

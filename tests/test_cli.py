@@ -252,3 +252,11 @@ def test_laplace_from_the_command_line_with_its_options_and_a_linearized_predict
     argv = ["predict", str(out / "fit.nc"), "--data", "mcycle", "--out", str(pred)]
     assert main([*argv, "--predictive", "linearized"]) == 0
     assert (pd.read_csv(pred)["accel_sd"] > 0).all()
+
+
+def test_pathfinder_from_the_command_line(tmp_path):
+    out = tmp_path / "res"
+    argv = ["fit", "--data", "mcycle", "--method", "pathfinder", "--paths", "2", "--draws", "30"]
+    assert main([*argv, "--hidden", "3", "--out", str(out), "--no-progress"]) == 0
+    idata = load(out / "fit.nc")
+    assert idata["posterior"].sizes["chain"] == 2 and "pareto_k" in idata["sample_stats"].attrs

@@ -5,6 +5,7 @@ predictive plots of :mod:`bnncat.evaluation.plots` for a
 :class:`~bnncat.report.diagnosis.DiagnosticReport`.
 """
 
+import warnings
 from typing import Any
 
 import arviz as az
@@ -71,10 +72,12 @@ def _calibration_figures(report: Any) -> dict[str, Any]:
     net, _ = read_net(report.idata)
     checks, mpl = report.checks, {"backend": "matplotlib"}
     if net.lik.task == "regression":
-        return {
-            "ppc": az.plot_ppc_dist(checks, **mpl),
-            "loo_pit": az.plot_loo_pit(checks, **mpl),
-            "loo_pit_coverage": az.plot_loo_pit(checks, coverage=True, **mpl),
-        }
+        figs = {"ppc": az.plot_ppc_dist(checks, **mpl)}
+        try:
+            figs["loo_pit"] = az.plot_loo_pit(checks, **mpl)
+            figs["loo_pit_coverage"] = az.plot_loo_pit(checks, coverage=True, **mpl)
+        except ValueError as err:  # PSIS fails on draws with too few distinct values
+            warnings.warn(f"no LOO-PIT figures: PSIS failed ({err})", UserWarning, stacklevel=2)
+        return figs
     data_type = "binary" if net.lik.binary else "categorical"
     return {"reliability": az.plot_ppc_pava(checks, data_type=data_type, **mpl)}

@@ -15,6 +15,7 @@ Examples
 from bnncat.models.inference.nuts import fit_nuts  # isort: skip
 from bnncat.models.inference.advi import fit_advi, fit_fullrank_advi  # isort: skip
 from bnncat.models.inference.laplace import fit_laplace  # isort: skip
+from bnncat.models.inference.pathfinder import fit_pathfinder  # isort: skip
 from bnncat.models.inference.dispatch import fit
 from bnncat.models.inference.registry import (
     KINDS,
@@ -35,6 +36,7 @@ __all__ = [
     "fit_kind",
     "fit_laplace",
     "fit_nuts",
+    "fit_pathfinder",
     "method_kind",
     "register",
 ]

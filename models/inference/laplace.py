@@ -19,9 +19,13 @@ from typing import Any
 import numpy as np
 import pymc as pm
 import xarray as xr
-from pymc.initial_point import make_initial_point_fn
-from scipy import optimize, special, stats
 
+from bnncat.models.inference.flat_draws import (
+    draws_as_tree,
+    find_map,
+    initial_flat,
+    log_mixture,
+)
 from bnncat.models.inference.laplace_curvature import (
     HESSIANS,
     FlatModel,
@@ -34,10 +38,9 @@ from bnncat.models.inference.laplace_evidence import (
     log_evidence,
     tune_by_evidence,
 )
-from bnncat.models.inference.problem import Problem, prepare_problem, record_fit
+from bnncat.models.inference.problem import prepare_problem, record_fit
 from bnncat.models.inference.registry import register
 from bnncat.models.jax_runtime import jax_session
-from bnncat.models.pymc_internals import trace_of_draws
 from bnncat.models.validation import check_choice, check_positive_int
 
 _REFUSES = {
@@ -134,11 +137,11 @@ def fit_laplace(
         ]
         draws_flat = _draw(modes, problem.draws, int(seeds[-1]))
         log_p = np.asarray(flat.log_posterior(draws_flat.reshape(-1, flat.size)))
-    idata = _draws_as_tree(problem, flat, draws_flat)
+    idata = draws_as_tree(problem, flat, draws_flat)
     idata["sample_stats"] = xr.Dataset(
         {
             "log_p": (("chain", "draw"), log_p.reshape(draws_flat.shape[:2])),
-            "log_q": (("chain", "draw"), _log_mixture(modes, draws_flat)),
+            "log_q": (("chain", "draw"), log_mixture(modes, draws_flat)),
         },
         coords={"chain": np.arange(restarts), "draw": np.arange(problem.draws)},
     )
@@ -177,21 +180,6 @@ def _mode(
     }
 
 
-def initial_flat(model: pm.Model, flat: FlatModel, seed: int) -> np.ndarray:
-    """PyMC's jittered initial point of ``model``, flat."""
-    return flat.flatten(make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs))(seed))
-
-
-def find_map(flat: FlatModel, start: np.ndarray) -> np.ndarray:
-    """Maximise the flat log posterior from ``start`` by L-BFGS with JAX's gradient."""
-
-    def loss(x: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = flat.value_and_grad(x)
-        return -float(value), -np.asarray(grad, dtype=np.float64)
-
-    return optimize.minimize(loss, start, jac=True, method="L-BFGS-B").x
-
-
 def _draw(modes: list[dict[str, Any]], draws: int, seed: int) -> np.ndarray:
     """Draws (restart, draw, size) from each restart's Gaussian; the rest stays at its MAP."""
     rng = np.random.default_rng(seed)
@@ -213,31 +201,3 @@ def _modes_dataset(modes: list[dict[str, Any]], flat: FlatModel) -> xr.Dataset:
         },
         coords={"chain": np.arange(len(modes)), "parameter": names},
     )
-
-
-def _draws_as_tree(problem: Problem, flat: FlatModel, draws: np.ndarray) -> xr.DataTree:
-    """Turn the flat draws of every restart into a DataTree of the model, with its data groups."""
-    model = problem.model
-    wanted = set(problem.keep) | set(flat.shapes)
-    record = [v for v in model.unobserved_value_vars if v.name in wanted]
-    samples = [flat.unflatten(chain) for chain in draws]
-    trace = trace_of_draws(model, record, samples, problem.draws)
-    idata = pm.to_inference_data(trace, model=model, log_likelihood=False)
-    idata["posterior"] = idata["posterior"].to_dataset()[problem.keep]
-    return idata
-
-
-def _log_mixture(modes: list[dict[str, Any]], draws: np.ndarray) -> np.ndarray:
-    """Log density of the equal mixture of the restarts' Gaussians, which the draws pool.
-
-    A Gaussian on part of the parameters (``last_layer``) holds the rest at its MAP:
-    it gives no density to draws whose other parts differ.
-    """
-    per_mode = []
-    for m in modes:
-        rest = np.setdiff1d(np.arange(draws.shape[-1]), m["index"])
-        gauss = stats.multivariate_normal(m["mean"][m["index"]], m["cov"], allow_singular=True)
-        logq = gauss.logpdf(draws[..., m["index"]]).reshape(draws.shape[:2])
-        off = np.any(draws[..., rest] != m["mean"][rest], axis=-1)
-        per_mode.append(np.where(off, -np.inf, logq))
-    return special.logsumexp(np.stack(per_mode), axis=0) - np.log(len(modes))

@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 from scipy import optimize
 
+from bnncat.models.inference.flat_draws import find_map, initial_flat
 from bnncat.models.inference.laplace_curvature import (
     FlatModel,
     flat_model,
@@ -59,8 +60,6 @@ def tune_by_evidence(
     one-output normal likelihood, ``noise_sd`` fixed), a record of the rounds and
     the chosen values, and the last MAP as a flat start.
     """
-    from bnncat.models.inference.laplace import find_map, initial_flat
-
     net = problem.net
     tune_noise = net.likelihood == "normal" and problem.spec.n_outputs == 1
     fan_ins = _fan_ins(net, problem.spec.n_features)

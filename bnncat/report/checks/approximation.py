@@ -14,8 +14,15 @@ def run(inputs: DiagnosisInputs) -> dict[str, Any]:
 
 
 def vi_pareto_k(idata: xr.DataTree) -> float | None:
-    """PSIS k-hat of an approximation's importance ratios p/q (Yao et al. 2018), if it has them."""
+    """PSIS k-hat of an approximation's importance ratios p/q (Yao et al. 2018), if it has them.
+
+    A method whose stored draws are already an importance resample (Pathfinder's
+    ``importance_sampling="psis"``) records the k-hat of its proposal as
+    ``sample_stats.attrs["pareto_k"]``: the draws no longer come from q.
+    """
     stats = idata["sample_stats"] if "sample_stats" in idata.children else None
+    if stats is not None and "pareto_k" in stats.attrs:
+        return float(stats.attrs["pareto_k"])
     if stats is None or "log_p" not in stats or "log_q" not in stats:
         return None
     log_ratio = stats["log_p"] - stats["log_q"]

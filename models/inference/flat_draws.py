@@ -1,0 +1,62 @@
+"""Gaussians in a PyMC model's flat unconstrained space: starts, MAP, draws and their density.
+
+What the approximations around a mode share (Laplace, Pathfinder): PyMC's jittered
+initial point, an L-BFGS search of the log posterior, draws turned into a DataTree
+of the model, and the log density of an equal mixture of Gaussians at the draws.
+"""
+
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+from pymc.initial_point import make_initial_point_fn
+from scipy import optimize, special, stats
+
+from bnncat.models.inference.laplace_curvature import FlatModel
+from bnncat.models.inference.problem import Problem
+from bnncat.models.pymc_internals import trace_of_draws
+
+
+def initial_flat(model: pm.Model, flat: FlatModel, seed: int) -> np.ndarray:
+    """PyMC's jittered initial point of ``model``, flat."""
+    return flat.flatten(make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs))(seed))
+
+
+def find_map(flat: FlatModel, start: np.ndarray) -> np.ndarray:
+    """Maximise the flat log posterior from ``start`` by L-BFGS with JAX's gradient."""
+
+    def loss(x: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = flat.value_and_grad(x)
+        return -float(value), -np.asarray(grad, dtype=np.float64)
+
+    return optimize.minimize(loss, start, jac=True, method="L-BFGS-B").x
+
+
+def draws_as_tree(problem: Problem, flat: FlatModel, draws: np.ndarray) -> xr.DataTree:
+    """Turn the flat draws of every restart into a DataTree of the model, with its data groups."""
+    model = problem.model
+    wanted = set(problem.keep) | set(flat.shapes)
+    record = [v for v in model.unobserved_value_vars if v.name in wanted]
+    samples = [flat.unflatten(chain) for chain in draws]
+    trace = trace_of_draws(model, record, samples, problem.draws)
+    idata = pm.to_inference_data(trace, model=model, log_likelihood=False)
+    idata["posterior"] = idata["posterior"].to_dataset()[problem.keep]
+    return idata
+
+
+def log_mixture(modes: list[dict[str, Any]], draws: np.ndarray) -> np.ndarray:
+    """Log density of the equal mixture of Gaussians (one per chain) that the draws pool.
+
+    Each Gaussian is a dict with ``mean`` (flat), ``index`` (the positions it
+    covers) and ``cov``. One on part of the parameters (Laplace's ``last_layer``)
+    holds the rest at its mean: it gives no density to draws whose other parts differ.
+    """
+    per_mode = []
+    for m in modes:
+        rest = np.setdiff1d(np.arange(draws.shape[-1]), m["index"])
+        gauss = stats.multivariate_normal(m["mean"][m["index"]], m["cov"], allow_singular=True)
+        logq = gauss.logpdf(draws[..., m["index"]]).reshape(draws.shape[:2])
+        off = np.any(draws[..., rest] != m["mean"][rest], axis=-1)
+        per_mode.append(np.where(off, -np.inf, logq))
+    return special.logsumexp(np.stack(per_mode), axis=0) - np.log(len(modes))
