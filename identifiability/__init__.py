@@ -4,7 +4,8 @@ Symmetry group (:mod:`~bnncat.identifiability.symmetry`),
 relabelling (:mod:`~bnncat.identifiability.relabel`), mode hopping
 (:mod:`~bnncat.identifiability.hopping`), functional modes
 (:mod:`~bnncat.identifiability.functional`), convergence in three spaces
-(:mod:`~bnncat.identifiability.convergence`) and plots of raw against
+(:mod:`~bnncat.identifiability.convergence`), online updating on relabelled
+draws (:mod:`~bnncat.identifiability.online`) and plots of raw against
 relabelled weights (:mod:`~bnncat.identifiability.plots`). Predictive checks
 and calibration live in :mod:`bnncat.evaluation`; ``diagnose`` and its report
 in :mod:`bnncat.report`.
@@ -18,6 +19,7 @@ Examples
 """
 
 from bnncat.identifiability.hopping import copy_ids, mode_hopping
+from bnncat.identifiability.online import update
 from bnncat.identifiability.relabel import canonicalize
 from bnncat.identifiability.symmetry import (
     apply_group_element,
@@ -38,4 +40,5 @@ __all__ = [
     "mode_hopping",
     "random_group_element",
     "symmetry_size",
+    "update",
 ]

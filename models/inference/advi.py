@@ -19,11 +19,11 @@ from bnncat.models.inference.advi_jax import fit_advi_jax
 from bnncat.models.inference.advi_start import make_inference, map_start
 from bnncat.models.inference.problem import (
     Problem,
+    build_model,
     check_precision,
     n_free_parameters,
     prepare_problem,
     record_fit,
-    temper,
 )
 from bnncat.models.inference.registry import register
 from bnncat.models.jax_runtime import compilation_cache
@@ -210,8 +210,9 @@ def _fit_gaussian(method: str, net: Any, X: object, y: object, **options: Any) -
     # a minibatch copy of the model to optimise on; the draws are of the full model
     train = problem.model
     if batch_size is not None:
-        train = net.build_validated(problem.X, problem.y, problem.spec, batch_size=batch_size)
-        train = temper(train, problem.temperature)
+        train = build_model(
+            net, problem.X, problem.y, problem.spec, problem.temperature, batch_size=batch_size
+        )
     engine = fit_advi_jax if opts["advi_engine"] == "jax" else _fit_pm
     approx, hist, timing = engine(
         train,

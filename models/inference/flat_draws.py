@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pymc as pm
+import pytensor
+import pytensor.tensor as pt
 import xarray as xr
 from pymc.initial_point import make_initial_point_fn
 from scipy import optimize, special, stats
@@ -60,3 +62,21 @@ def log_mixture(modes: list[dict[str, Any]], draws: np.ndarray) -> np.ndarray:
         off = np.any(draws[..., rest] != m["mean"][rest], axis=-1)
         per_mode.append(np.where(off, -np.inf, logq))
     return special.logsumexp(np.stack(per_mode), axis=0) - np.log(len(modes))
+
+
+def flat_posterior(model: pm.Model, post: xr.DataTree) -> tuple[list[str], np.ndarray]:
+    """Return the posterior draws in the model's unconstrained flat layout, (chain, draw, size)."""
+    parts, names = [], []
+    for value in model.value_vars:
+        rv = model.values_to_rvs[value]
+        if rv.name not in post:
+            continue  # the predicted y
+        draws = post[rv.name].values
+        transform = model.rvs_to_transforms[rv]
+        if transform is not None:
+            x = pt.tensor(dtype="float64", shape=(None,) * draws.ndim)
+            forward = pytensor.function([x], transform.forward(x, *rv.owner.inputs))
+            draws = forward(draws)
+        parts.append(draws.reshape(*draws.shape[:2], -1))
+        names.append(value.name)
+    return names, np.concatenate(parts, axis=-1)

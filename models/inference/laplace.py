@@ -189,8 +189,16 @@ def _draw(modes: list[dict[str, Any]], draws: int, seed: int) -> np.ndarray:
     return out
 
 
+def _full_cov(mode: dict[str, Any]) -> np.ndarray:
+    """Return the covariance over every flat position (zero where the MAP is held)."""
+    size = len(mode["mean"])
+    cov = np.zeros((size, size))
+    cov[np.ix_(mode["index"], mode["index"])] = mode["cov"]
+    return cov
+
+
 def _modes_dataset(modes: list[dict[str, Any]], flat: FlatModel) -> xr.Dataset:
-    """Each restart's MAP log density, flat mean, log evidence and clipped eigenvalues."""
+    """Each restart's MAP log density, mean, covariance, log evidence and clipped eigenvalues."""
     names = [f"{n}[{i}]" for n, shape in flat.shapes.items() for i in range(int(np.prod(shape)))]
     return xr.Dataset(
         {
@@ -198,6 +206,7 @@ def _modes_dataset(modes: list[dict[str, Any]], flat: FlatModel) -> xr.Dataset:
             "mean": (("chain", "parameter"), np.stack([m["mean"] for m in modes])),
             "log_evidence": ("chain", [m["log_evidence"] for m in modes]),
             "clipped_eigenvalues": ("chain", [m["clipped"] for m in modes]),
+            "cov": (("chain", "parameter", "parameter_2"), np.stack([_full_cov(m) for m in modes])),
         },
-        coords={"chain": np.arange(len(modes)), "parameter": names},
+        coords={"chain": np.arange(len(modes)), "parameter": names, "parameter_2": names},
     )

@@ -34,7 +34,8 @@ class FlatModel:
 
     ``log_posterior(xs)``: log density with the transforms' Jacobians of each row
     of ``xs``, and ``value_and_grad(x)`` that of one vector with its gradient;
-    ``log_prior(x)``: its free variables' part; ``log_likelihood(x, head)``: the
+    ``log_prior(x)``: all but the likelihood (the prior, or the Gaussian an
+    ``update`` put in its place); ``log_likelihood(x, head)``: the
     observed part, with the network output replaced by ``head``; ``head(x)``: the
     network output (obs, head). ``blocks`` holds the jitted Hessian-vector
     products by curvature (see :func:`precision_parts`).
@@ -99,9 +100,11 @@ def flat_model(model: pm.Model, temperature: float = 1.0) -> FlatModel:
     [observed_of_head] = graph_replace([observed], {net_out: head}, strict=False)
     log_lik = pm.logp(observed_of_head, model.rvs_to_values[observed]).sum() / temperature
     log_lik_of_head, net_out = model.replace_rvs_by_values([log_lik, net_out])
+    log_lik_plain = model.logp(vars=model.observed_RVs) / temperature
     graphs = {
         "posterior": get_jaxified_graph(values, [model.logp()]),
-        "prior": get_jaxified_graph(values, [model.logp(vars=model.free_RVs)]),
+        # everything but the (tempered) likelihood: the prior, or what replaced it (update)
+        "prior": get_jaxified_graph(values, [model.logp() - log_lik_plain]),
         "likelihood": get_jaxified_graph([*values, head], [log_lik_of_head]),
         "head": get_jaxified_graph(values, [net_out]),
     }

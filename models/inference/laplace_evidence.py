@@ -22,7 +22,7 @@ from bnncat.models.inference.laplace_curvature import (
     flat_model,
     precision_parts,
 )
-from bnncat.models.inference.problem import Problem, temper
+from bnncat.models.inference.problem import Problem, build_model
 from bnncat.models.mlp import MLP, weight_names, weight_prior_scale
 
 #: Largest number of (MAP, hyperparameter) rounds, and the change in log units that ends them.
@@ -101,7 +101,7 @@ def _fan_ins(net: MLP, n_features: int) -> list[tuple[str, int]]:
 
 def _with_net(problem: Problem, net: MLP) -> Problem:
     """Return the same data and options with ``net``'s model."""
-    model = temper(net.build_validated(problem.X, problem.y, problem.spec), problem.temperature)
+    model = build_model(net, problem.X, problem.y, problem.spec, problem.temperature)
     keep = [v.name for v in model.free_RVs + model.deterministics if v.name in problem.keep]
     keep += [v.name for v in model.deterministics if v.name == "sigma" and v.name not in keep]
     return replace(problem, net=net, model=model, keep=keep)

@@ -13,12 +13,11 @@ from typing import Any
 
 import numpy as np
 import pymc as pm
-import pytensor
-import pytensor.tensor as pt
 import xarray as xr
 from pymc.sampling.jax import get_jaxified_graph
 from pytensor.graph.traversal import ancestors
 
+from bnncat.models.inference.flat_draws import flat_posterior
 from bnncat.models.jax_runtime import jax_session
 from bnncat.models.mlp import NET_OUT
 
@@ -43,7 +42,7 @@ def linearized_predictions(
     """Network output ``mu`` and draws of ``y`` at ``X`` under the linearised network."""
     model = net.build_validated(X, None, spec)
     post = idata["posterior"]
-    names, draws = _flat_draws(model, post)
+    names, draws = flat_posterior(model, post)
     means = idata["laplace"]["mean"].values  # (chain, size), the same flat layout
     with jax_session("float64"):
         head = _linearized_head(model, names, means, draws)
@@ -53,24 +52,6 @@ def linearized_predictions(
     seed = np.random.SeedSequence(random_seed).generate_state(1)[0]
     y = net.lik.draw(obs, int(seed))
     return _as_tree(post, model, mu, y, X)
-
-
-def _flat_draws(model: pm.Model, post: xr.DataTree) -> tuple[list[str], np.ndarray]:
-    """Return the posterior draws in the model's unconstrained flat layout, (chain, draw, size)."""
-    parts, names = [], []
-    for value in model.value_vars:
-        rv = model.values_to_rvs[value]
-        if rv.name not in post:
-            continue  # the predicted y
-        draws = post[rv.name].values
-        transform = model.rvs_to_transforms[rv]
-        if transform is not None:
-            x = pt.tensor(dtype="float64", shape=(None,) * draws.ndim)
-            forward = pytensor.function([x], transform.forward(x, *rv.owner.inputs))
-            draws = forward(draws)
-        parts.append(draws.reshape(*draws.shape[:2], -1))
-        names.append(value.name)
-    return names, np.concatenate(parts, axis=-1)
 
 
 def _linearized_head(

@@ -1,10 +1,14 @@
 """What every inference method shares: the validated data and model, and the attrs it records."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 import xarray as xr
 
 from bnncat.models.attrs import write_attrs
@@ -16,6 +20,36 @@ from bnncat.models.validation import check_choice, check_positive_float, check_p
 PRECISIONS = ("auto", "float32", "float64")
 #: Name of the Potential that tempers a model's likelihood.
 TEMPERING = "likelihood_tempering"
+#: Name of the Potential that puts a previous posterior in place of the prior (``update``).
+PREVIOUS_POSTERIOR = "previous_posterior"
+
+
+@dataclass(frozen=True)
+class GaussianPrior:
+    """A Gaussian on a model's flat unconstrained values, to replace its prior (``update``).
+
+    ``names`` are the value variables in flat order; ``spec`` is the data scaling of
+    the fit it comes from, which the new fit must keep for the weights to mean the
+    same function.
+    """
+
+    names: tuple[str, ...]
+    mean: np.ndarray
+    cov: np.ndarray
+    spec: DataSpec
+
+
+_PRIOR: ContextVar[GaussianPrior | None] = ContextVar("bnncat_gaussian_prior", default=None)
+
+
+@contextmanager
+def gaussian_prior(prior: GaussianPrior) -> Iterator[None]:
+    """Within this block, every method fits with ``prior`` in place of the model's prior."""
+    token = _PRIOR.set(prior)
+    try:
+        yield
+    finally:
+        _PRIOR.reset(token)
 
 
 @dataclass(frozen=True)
@@ -66,9 +100,51 @@ def prepare_problem(
     random_seed = check_seed(random_seed)
     temperature = check_positive_float(temperature, "temperature")
     X_arr, y_arr, spec = net.data_spec(X, y)
-    model = temper(net.build_validated(X_arr, y_arr, spec), temperature)
+    if _PRIOR.get() is not None:
+        spec = _PRIOR.get().spec
+    model = build_model(net, X_arr, y_arr, spec, temperature)
     keep = [v.name for v in model.free_RVs + model.deterministics if store_mu or v.name != "mu"]
     return Problem(net, X_arr, y_arr, spec, model, keep, random_seed, draws, temperature)
+
+
+def build_model(
+    net: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    spec: DataSpec,
+    temperature: float,
+    *,
+    batch_size: int | None = None,
+) -> pm.Model:
+    """Build ``net``'s model, with the prior of an ``update`` if one is set, tempered."""
+    model = net.build_validated(X, y, spec, batch_size=batch_size)
+    prior = _PRIOR.get()
+    if prior is not None:
+        replace_prior(model, prior)
+    return temper(model, temperature)
+
+
+def replace_prior(model: pm.Model, prior: GaussianPrior) -> None:
+    """Put ``prior`` in place of the model's prior: a Potential adds it and takes the old one off.
+
+    The model's free variables keep their transforms (an ``OrderedMLP`` keeps its
+    constraints); the Gaussian is on their unconstrained values, Jacobians included
+    in what it replaces.
+    """
+    values = [v for v in model.value_vars if model.values_to_rvs[v] in model.free_RVs]
+    names = tuple(v.name for v in values)
+    if names != prior.names:
+        raise ValueError(
+            f"the previous posterior is over {list(prior.names)}, this model's parameters are "
+            f"{list(names)}: update with the net of the previous fit"
+        )
+    z = pt.concatenate([pt.flatten(v) for v in values])
+    chol = np.linalg.cholesky(prior.cov)
+    whitened = pt.as_tensor(np.linalg.inv(chol)) @ (z - prior.mean)
+    log_gauss = -0.5 * pt.sum(whitened**2) - np.log(np.diag(chol)).sum()
+    log_gauss -= len(prior.mean) / 2 * np.log(2 * np.pi)
+    with model:
+        pm.Potential(PREVIOUS_POSTERIOR, log_gauss - model.logp(vars=model.free_RVs))
 
 
 def temper(model: pm.Model, temperature: float) -> pm.Model:
