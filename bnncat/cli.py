@@ -169,6 +169,9 @@ def _add_method_arguments(fit: argparse.ArgumentParser) -> None:
         help="raise the likelihood to 1/T (below 1: a cold posterior); every method",
     )
     fit.add_argument("--paths", type=int, default=4, help="Pathfinder: paths (chains)")
+    fit.add_argument(
+        "--maxiter", type=int, help="Laplace, Pathfinder: L-BFGS iterations per restart or path"
+    )
     fit.add_argument("--restarts", type=int, default=4, help="Laplace: MAP searches (chains)")
     fit.add_argument(
         "--hessian",
@@ -377,12 +380,14 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
         "advi_iterations": args.advi_iterations,
         "temperature": args.temperature,
         "paths": args.paths,
+        "maxiter": args.maxiter,
         "restarts": args.restarts,
         "hessian": args.hessian,
         "marglik": args.marglik,
         "progressbar": not args.no_progress,
     }
-    return {k: v for k, v in given.items() if k in METHODS[args.method].options}
+    takes = METHODS[args.method].options
+    return {k: v for k, v in given.items() if k in takes and v is not None}
 
 
 def _print_verdict(report: Any) -> None:

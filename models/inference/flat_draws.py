@@ -25,14 +25,24 @@ def initial_flat(model: pm.Model, flat: FlatModel, seed: int) -> np.ndarray:
     return flat.flatten(make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs))(seed))
 
 
-def find_map(flat: FlatModel, start: np.ndarray) -> np.ndarray:
-    """Maximise the flat log posterior from ``start`` by L-BFGS with JAX's gradient."""
+#: SciPy's default bound on L-BFGS iterations.
+MAP_ITERATIONS = 15_000
+
+
+def find_map(
+    flat: FlatModel, start: np.ndarray, maxiter: int = MAP_ITERATIONS
+) -> optimize.OptimizeResult:
+    """Maximise the flat log posterior from ``start`` by SciPy's L-BFGS with JAX's gradient.
+
+    Returns SciPy's result: ``x``, ``success`` (converged within ``maxiter``), ``nit``.
+    """
 
     def loss(x: np.ndarray) -> tuple[float, np.ndarray]:
         value, grad = flat.value_and_grad(x)
         return -float(value), -np.asarray(grad, dtype=np.float64)
 
-    return optimize.minimize(loss, start, jac=True, method="L-BFGS-B").x
+    bounds = {"maxiter": maxiter, "maxfun": max(maxiter, MAP_ITERATIONS)}
+    return optimize.minimize(loss, start, jac=True, method="L-BFGS-B", options=bounds)
 
 
 def draws_as_tree(problem: Problem, flat: FlatModel, draws: np.ndarray) -> xr.DataTree:

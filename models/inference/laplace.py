@@ -14,6 +14,9 @@ the Laplace evidence (:mod:`~bnncat.models.inference.laplace_evidence`).
 pymc-extras' ``fit_laplace`` is not used: its releases pin PyMC below 6.4.
 """
 
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -21,6 +24,7 @@ import pymc as pm
 import xarray as xr
 
 from bnncat.models.inference.flat_draws import (
+    MAP_ITERATIONS,
     draws_as_tree,
     find_map,
     initial_flat,
@@ -60,6 +64,7 @@ def fit_laplace(
     restarts: int = 4,
     hessian: str = "full",
     marglik: bool = False,
+    maxiter: int = MAP_ITERATIONS,
     temperature: float = 1.0,
     store_mu: bool = False,
     progressbar: bool = True,
@@ -92,6 +97,10 @@ def fit_laplace(
         evidence (MacKay 1992), before the restarts. Plain ``MLP`` only (the
         constrained weights of ``OrderedMLP`` and a mixture's components have no
         such closed form). The tuned values are in the attrs and the net.
+    maxiter : int
+        Largest number of L-BFGS iterations of each MAP search. A search that
+        stops short is recorded (``laplace.converged``) and warned about: its
+        Gaussian is not centred on a mode.
     temperature : float
         Raise the likelihood to 1 / ``temperature``: below 1 a cold posterior,
         above 1 a warm one; 1 (the default) is the Bayesian posterior itself.
@@ -119,33 +128,47 @@ def fit_laplace(
     >>> idata = fit_laplace(MLP((8,)), ds.X, ds.y, random_seed=1)  # doctest: +SKIP
     """
     restarts = check_positive_int(restarts, "restarts")
+    maxiter = check_positive_int(maxiter, "maxiter")
     hessian = check_choice(hessian, HESSIANS, "hessian")
     problem = prepare_problem(
         net, X, y, draws=draws, random_seed=random_seed, store_mu=store_mu, temperature=temperature
     )
     check_marglik(marglik, problem.net)
     seeds = np.random.SeedSequence(problem.random_seed).generate_state(restarts + 1)
-    options = {"restarts": restarts, "hessian": hessian, "marglik": marglik, "store_mu": store_mu}
+    options = {
+        "restarts": restarts,
+        "hessian": hessian,
+        "marglik": marglik,
+        "maxiter": maxiter,
+        "store_mu": store_mu,
+    }
     with jax_session("float64"):
         tuning, start = None, None
         if marglik:
             problem, tuning, start = tune_by_evidence(problem, hessian, int(seeds[0]))
         flat = flat_model(problem.model, problem.temperature)
-        modes = [
-            _mode(problem.model, flat, int(s), hessian, start if i == 0 else None)
-            for i, s in enumerate(seeds[:restarts])
-        ]
+        starts = [start if i == 0 else None for i in range(restarts)]
+        # the searches are independent and JAX releases the GIL: one thread per core
+        with ThreadPoolExecutor(min(restarts, os.cpu_count() or 1)) as pool:
+            modes = list(
+                pool.map(
+                    lambda s, x0: _mode(problem.model, flat, int(s), hessian, x0, maxiter),
+                    seeds[:restarts],
+                    starts,
+                )
+            )
         draws_flat = _draw(modes, problem.draws, int(seeds[-1]))
-        log_p = np.asarray(flat.log_posterior(draws_flat.reshape(-1, flat.size)))
+        log_p = flat.log_densities(draws_flat)
     idata = draws_as_tree(problem, flat, draws_flat)
     idata["sample_stats"] = xr.Dataset(
         {
-            "log_p": (("chain", "draw"), log_p.reshape(draws_flat.shape[:2])),
+            "log_p": (("chain", "draw"), log_p),
             "log_q": (("chain", "draw"), log_mixture(modes, draws_flat)),
         },
         coords={"chain": np.arange(restarts), "draw": np.arange(problem.draws)},
     )
     idata["laplace"] = _modes_dataset(modes, flat)
+    _warn_if_unconverged(modes, maxiter)
     if tuning is not None:
         idata["laplace_evidence"] = tuning["rounds"]
         options |= tuning["chosen"]
@@ -153,7 +176,12 @@ def fit_laplace(
 
 
 def _mode(
-    model: pm.Model, flat: FlatModel, seed: int, hessian: str, start: np.ndarray | None = None
+    model: pm.Model,
+    flat: FlatModel,
+    seed: int,
+    hessian: str,
+    start: np.ndarray | None = None,
+    maxiter: int = MAP_ITERATIONS,
 ) -> dict[str, Any]:
     """One MAP search from a jittered start (or ``start``): its Gaussian and log evidence.
 
@@ -162,7 +190,8 @@ def _mode(
     and whose mode is finite where the constrained one is not (``find_MAP``, which
     leaves the Jacobians out, lets an ordered variable's log-increments run to -inf).
     """
-    found = find_map(flat, initial_flat(model, flat, seed) if start is None else start)
+    search = find_map(flat, initial_flat(model, flat, seed) if start is None else start, maxiter)
+    found = search.x
     lik, prior = precision_parts(flat, found, hessian)
     precision, clipped = positive_definite(lik + prior)
     if hessian == "diag":
@@ -177,7 +206,21 @@ def _mode(
         "logp": logp,
         "log_evidence": log_evidence(logp, precision),
         "clipped": clipped,
+        "converged": bool(search.success),
     }
+
+
+def _warn_if_unconverged(modes: list[dict[str, Any]], maxiter: int) -> None:
+    """Warn when a MAP search stopped before it converged."""
+    stopped = [i for i, m in enumerate(modes) if not m["converged"]]
+    if stopped:
+        warnings.warn(
+            f"Laplace: the MAP searches of restarts {stopped} stopped before converging "
+            f"(maxiter={maxiter}); their Gaussians are not centred on a mode: raise maxiter, "
+            "and read PSIS k-hat in diagnose()",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _draw(modes: list[dict[str, Any]], draws: int, seed: int) -> np.ndarray:
@@ -206,6 +249,7 @@ def _modes_dataset(modes: list[dict[str, Any]], flat: FlatModel) -> xr.Dataset:
             "mean": (("chain", "parameter"), np.stack([m["mean"] for m in modes])),
             "log_evidence": ("chain", [m["log_evidence"] for m in modes]),
             "clipped_eigenvalues": ("chain", [m["clipped"] for m in modes]),
+            "converged": ("chain", [m["converged"] for m in modes]),
             "cov": (("chain", "parameter", "parameter_2"), np.stack([_full_cov(m) for m in modes])),
         },
         coords={"chain": np.arange(len(modes)), "parameter": names, "parameter_2": names},

@@ -24,8 +24,9 @@ from bnncat.models.mlp import NET_OUT
 HESSIANS = ("full", "ggn", "diag", "last_layer")
 #: Value variables of hidden layers (``W1``, ``b2``, ``W1_lead``, ``W1_sd_log__``...).
 _HIDDEN_LAYER = re.compile(r"^[Wb]\d+(_|$)")
-#: Columns of a Hessian computed in one vectorised JAX call (bounds the memory).
+#: Columns of a Hessian, and rows of draws, computed in one vectorised JAX call (memory).
 _CHUNK = 64
+_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,14 @@ class FlatModel:
     def unflatten(self, flat: Any) -> dict[str, Any]:
         """Split (..., n) flat values into {value name: (..., *shape)}."""
         return _unflatten(flat, self.shapes)
+
+    def log_densities(self, xs: np.ndarray) -> np.ndarray:
+        """Log posterior of every row of ``xs`` (..., size), a bounded number of rows at a time."""
+        rows = np.asarray(xs).reshape(-1, self.size)
+        done = [
+            np.asarray(self.log_posterior(rows[i : i + _ROWS])) for i in range(0, len(rows), _ROWS)
+        ]
+        return np.concatenate(done).reshape(np.shape(xs)[:-1])
 
     def last_layer_indices(self) -> np.ndarray:
         """Flat positions of everything but the hidden layers' weights and biases."""
