@@ -10,12 +10,14 @@ from scipy import stats
 
 from bnncat import data, diagnose
 from bnncat import identifiability as ident
+from bnncat.evaluation.density import log_predictive_density
 from bnncat.models import MLP, MixtureRegressor, OrderedMLP, fit, load, predict, save
 from bnncat.models.attrs import read_net
 from bnncat.models.inference import laplace, laplace_curvature, linearized
 from bnncat.models.inference.laplace_curvature import flat_model
 from bnncat.models.jax_runtime import jax_session
 from bnncat.models.mlp import NET_OUT
+from bnncat.models.prediction import PREDICTIVES
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +131,8 @@ def test_last_layer_keeps_the_hidden_layers_at_the_map_and_its_predictive_is_lin
     sampled = predict(idata, X_new, random_seed=1)["predictions"]["mu"]
     linear = predict(idata, X_new, predictive="linearized", random_seed=1)["predictions"]["mu"]
     np.testing.assert_allclose(linear, sampled, rtol=1e-9, atol=1e-9)  # the output layer is linear
+    lpd = {p: log_predictive_density(idata, ds.X, ds.y, predictive=p)["total"] for p in PREDICTIVES}
+    np.testing.assert_allclose(lpd["linearized"], lpd["sampled"], rtol=1e-9)
 
 
 def test_the_linearized_predictive_expands_the_network_at_each_map():

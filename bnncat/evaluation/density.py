@@ -11,12 +11,17 @@ import numpy as np
 import xarray as xr
 from scipy import special
 
-from bnncat.models.prediction import net_and_spec
-from bnncat.models.validation import check_positive_int, check_X
+from bnncat.models.inference.linearized import linearized_head
+from bnncat.models.prediction import PREDICTIVES, net_and_spec
+from bnncat.models.validation import check_choice, check_positive_int, check_X
 
 
-def _draw_parameters(idata, X_new, net, max_draws, random_seed):
-    """Return the net, spec, inputs and the likelihood's parameters of (a subset of) the draws."""
+def _draw_parameters(idata, X_new, net, max_draws, random_seed, predictive="sampled"):
+    """Return the net, spec, inputs and the likelihood's parameters of (a subset of) the draws.
+
+    ``predictive="linearized"`` passes the draws of a Laplace fit through the network
+    linearised at each restart's MAP instead of the network itself.
+    """
     net, spec = net_and_spec(idata, net)
     if net.lik.task != "regression":
         raise ValueError(
@@ -26,11 +31,17 @@ def _draw_parameters(idata, X_new, net, max_draws, random_seed):
     X = check_X(X_new, "X_new", n_features=spec.n_features)
     post = idata["posterior"]
     params = {k: post[k].values.reshape(-1, *post[k].shape[2:]) for k in post.data_vars}
+    predictive = check_choice(predictive, PREDICTIVES, "predictive")
+    if predictive == "linearized":
+        head, _ = linearized_head(idata, X, net, spec)
+        params["_head"] = head.reshape(-1, *head.shape[2:])
     n_draws = next(iter(params.values())).shape[0]
     max_draws = check_positive_int(max_draws, "max_draws")
     if n_draws > max_draws:  # an evenly random thinning keeps the mixture unbiased
         keep = np.random.default_rng(random_seed).choice(n_draws, max_draws, replace=False)
         params = {k: v[np.sort(keep)] for k, v in params.items()}
+    if "_head" in params:
+        return net, spec, X, net.parameters_of_head(params.pop("_head"), params, spec)
     return net, spec, X, net.observation_parameters(params, X, spec)
 
 
@@ -136,12 +147,14 @@ def log_predictive_density(
     net: Any = None,
     max_draws: int = 4000,
     random_seed: int = 0,
+    predictive: str = "sampled",
 ) -> dict[str, Any]:
     """Log predictive density of (held-out) data: per row, total and its standard error.
 
     ``log p(y_i | x_i, D)`` is the log of the average over draws of each draw's
     density at ``y_i`` (summed over outputs). The standard error of the total
-    is ``sqrt(n) * sd(pointwise)``, as for ELPD comparisons.
+    is ``sqrt(n) * sd(pointwise)``, as for ELPD comparisons. ``predictive`` as in
+    :func:`bnncat.models.predict` (``"linearized"`` for a Laplace fit's GLM predictive).
 
     Returns
     -------
@@ -153,7 +166,7 @@ def log_predictive_density(
     >>> from bnncat.evaluation.density import log_predictive_density
     >>> lpd = log_predictive_density(idata, X_test, y_test)  # doctest: +SKIP
     """
-    net, spec, Xv, params = _draw_parameters(idata, X, net, max_draws, random_seed)
+    net, spec, Xv, params = _draw_parameters(idata, X, net, max_draws, random_seed, predictive)
     y_arr = np.asarray(y, dtype=np.float64)
     y_arr = y_arr[:, None] if y_arr.ndim == 1 else y_arr
     if y_arr.shape != (Xv.shape[0], spec.n_outputs) or not np.isfinite(y_arr).all():

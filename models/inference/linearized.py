@@ -41,17 +41,26 @@ def linearized_predictions(
 ) -> xr.DataTree:
     """Network output ``mu`` and draws of ``y`` at ``X`` under the linearised network."""
     model = net.build_validated(X, None, spec)
+    head, params = linearized_head(idata, X, net, spec, model)
+    obs = net.parameters_of_head(head, params, spec)
+    mu = net.mean_of_head(head, params, spec)
+    seed = np.random.SeedSequence(random_seed).generate_state(1)[0]
+    y = net.lik.draw(obs, int(seed))
+    return _as_tree(idata["posterior"], model, mu, y, X)
+
+
+def linearized_head(
+    idata: xr.DataTree, X: np.ndarray, net: Any, spec: Any, model: pm.Model | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Return the linearised network's raw output (chain, draw, n, head) at ``X``, and the draws."""
+    check_linearizable(idata)
+    model = model or net.build_validated(X, None, spec)
     post = idata["posterior"]
     names, draws = flat_posterior(model, post)
     means = idata["laplace"]["mean"].values  # (chain, size), the same flat layout
     with jax_session("float64"):
         head = _linearized_head(model, names, means, draws)
-    params = {k: post[k].values for k in post.data_vars}
-    obs = net.parameters_of_head(head, params, spec)
-    mu = net.mean_of_head(head, params, spec)
-    seed = np.random.SeedSequence(random_seed).generate_state(1)[0]
-    y = net.lik.draw(obs, int(seed))
-    return _as_tree(post, model, mu, y, X)
+    return head, {k: post[k].values for k in post.data_vars}
 
 
 def _linearized_head(
