@@ -236,7 +236,7 @@ SPEED_CASES = {
         "nuts": {"draws": 100, "tune": 100, "chains": 4},
         "laplace": {"draws": 100},
         "laplace_last_layer": {"draws": 100, "hessian": "last_layer", "maxiter": 2000},
-        "pathfinder": {"draws": 100},
+        "pathfinder": {"draws": 100, "maxiter": 400},  # BlackJAX: d x d memory per iteration
     },
     "ii: 1x16 on mcycle": {"nuts": {}, "laplace": {}, "pathfinder": {}},
 }

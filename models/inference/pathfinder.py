@@ -9,6 +9,7 @@ paths that stopped in poor optima. pymc-extras' ``fit_pathfinder`` is not used: 
 releases pin PyMC below 6.4.
 """
 
+import os
 from typing import Any
 
 import numpy as np
@@ -103,6 +104,7 @@ def fit_pathfinder(
     seeds = np.random.SeedSequence(problem.random_seed).generate_state(paths + 2)
     with jax_session("float64"):
         flat = flat_model(problem.model, problem.temperature)
+        check_memory(flat.size, maxiter)
         starts = np.stack([initial_flat(problem.model, flat, int(s)) for s in seeds[:paths]])
         gaussians, info = _run_paths(flat, starts, int(seeds[-2]), maxiter, elbo_draws)
         pool = _draw(gaussians, problem.draws, int(seeds[-1]))
@@ -142,31 +144,57 @@ def fit_pathfinder(
 def _run_paths(
     flat: FlatModel, starts: np.ndarray, seed: int, maxiter: int, elbo_draws: int
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Run single-path Pathfinder from every start at once; return each path's Gaussian."""
+    """Run single-path Pathfinder from every start; return each path's Gaussian.
+
+    All paths run in one vectorised program when their memory fits the budget,
+    one after another otherwise.
+    """
     import jax
     from blackjax.vi import pathfinder
 
     def log_density(x: Any) -> Any:
         return flat.value_and_grad(x)[0]
 
-    @jax.jit
-    def run(keys: Any, x0: Any) -> Any:
-        def one(key: Any, start: Any) -> Any:
-            # the path itself (info) holds a d x d matrix per iteration: not kept
-            state, _ = pathfinder.approximate(
-                key, log_density, start, num_samples=elbo_draws, maxiter=maxiter
-            )
-            return state
-
-        return jax.vmap(one)(keys, x0)
+    def one(key: Any, start: Any) -> Any:
+        state, _ = pathfinder.approximate(
+            key, log_density, start, num_samples=elbo_draws, maxiter=maxiter
+        )
+        return state
 
     keys = jax.random.split(jax.random.key(seed), len(starts))
-    state = run(keys, starts)
+    if _path_bytes(starts.shape[1], maxiter) * len(starts) <= memory_budget():
+        state = jax.jit(jax.vmap(one))(keys, starts)  # all paths in one program
+    else:  # one path at a time (each holds a d x d matrix per iteration)
+        single = jax.jit(one)
+        done = [single(k, x) for k, x in zip(keys, starts, strict=True)]
+        state = jax.tree.map(lambda *parts: np.stack(parts), *done)
     gaussians = [
         _gaussian(jax.tree.map(lambda a, i=i: np.asarray(a[i]), state)) for i in range(len(starts))
     ]
     info = {"elbo": ("chain", np.asarray(state.elbo, dtype=np.float64))}
     return gaussians, info
+
+
+def _path_bytes(size: int, maxiter: int) -> int:
+    """Memory of one BlackJAX path: it holds a size x size matrix for every iteration."""
+    return (maxiter + 1) * size**2 * 8
+
+
+def memory_budget() -> int:
+    """Return a quarter of the machine's memory: what one Pathfinder program may take."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+
+
+def check_memory(size: int, maxiter: int) -> None:
+    """Refuse, before any work, a path too large for the memory budget, saying what to change."""
+    need = _path_bytes(size, maxiter)
+    if need > memory_budget():
+        fits = memory_budget() // (size**2 * 8) - 1
+        raise ValueError(
+            f"Pathfinder (BlackJAX) keeps a {size} x {size} matrix per iteration: maxiter="
+            f"{maxiter} needs {need / 2**30:.1f} GiB for each path, more than a quarter of "
+            f"this machine's memory; set maxiter <= {fits}, or use method='laplace'"
+        )
 
 
 def _gaussian(state: Any) -> dict[str, Any]:
