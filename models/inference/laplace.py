@@ -5,8 +5,10 @@ transforms' Jacobians included) from a jittered start by SciPy's L-BFGS, on PyMC
 log density translated to JAX, and takes a curvature of the negative log posterior
 there (:mod:`~bnncat.models.inference.laplace_curvature`): the exact Hessian, its
 generalised Gauss-Newton, its diagonal, or the output layer's block with the hidden
-layers kept at the MAP. Eigenvalues that are not clearly positive (a saddle, a flat
-direction) are raised to a floor and counted. Every restart is a chain; the draws
+layers kept at the MAP. Negative eigenvalues of the likelihood's curvature (a saddle)
+are set to zero and counted, so that every direction keeps at least the prior's
+curvature: raising them to a small floor instead gave one restart of a 1x16 net a
+variance of 1e9 and its linearised predictive an LPD of -4.5 per row. Every restart is a chain; the draws
 carry the log posterior density and the log density of the equal mixture of the
 restarts' Gaussians, so that PSIS k-hat says how far the approximation is from the
 posterior. With ``marglik=True`` the prior sds and the noise sd are first chosen by
@@ -35,6 +37,7 @@ from bnncat.models.inference.laplace_curvature import (
     FlatModel,
     flat_model,
     positive_definite,
+    positive_semidefinite,
     precision_parts,
 )
 from bnncat.models.inference.laplace_evidence import (
@@ -193,7 +196,10 @@ def _mode(
     search = find_map(flat, initial_flat(model, flat, seed) if start is None else start, maxiter)
     found = search.x
     lik, prior = precision_parts(flat, found, hessian)
-    precision, clipped = positive_definite(lik + prior)
+    # a saddle or flat direction of the likelihood gets no curvature from it, only the
+    # prior's: its variance is at most the prior's, never the inverse of a floor
+    lik, clipped = positive_semidefinite(lik)
+    precision, _ = positive_definite(lik + prior)
     if hessian == "diag":
         precision = np.diag(np.diag(precision))
     index = flat.last_layer_indices() if hessian == "last_layer" else np.arange(flat.size)

@@ -208,6 +208,12 @@ def _columns(block: Any, x: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return np.concatenate(rows, axis=0)[: len(columns)].astype(np.float64)
 
 
+def positive_semidefinite(matrix: np.ndarray) -> tuple[np.ndarray, int]:
+    """Set the negative eigenvalues of ``matrix`` to zero; return it and how many there were."""
+    eigval, eigvec = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (eigvec * np.maximum(eigval, 0.0)) @ eigvec.T, int((eigval < 0).sum())
+
+
 def positive_definite(precision: np.ndarray) -> tuple[np.ndarray, int]:
     """Raise eigenvalues that are not clearly positive (a saddle, a flat direction) to a floor.
 

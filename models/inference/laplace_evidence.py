@@ -20,6 +20,7 @@ from bnncat.models.inference.flat_draws import find_map, initial_flat
 from bnncat.models.inference.laplace_curvature import (
     FlatModel,
     flat_model,
+    positive_semidefinite,
     precision_parts,
 )
 from bnncat.models.inference.problem import Problem, build_model
@@ -134,7 +135,7 @@ def _evidence_step(
     sizes = np.array([point[w].size for w in weights], dtype=np.float64)
     rest_prior = prior - np.diag(masks.T @ (1 / scales**2))
     log_prior_rest = float(flat.log_prior(x)) - _gauss(sq, sizes, np.log(scales))
-    log_lik, a = float(flat.log_likelihood(x, flat.head(x))), _psd(lik)
+    log_lik, a = float(flat.log_likelihood(x, flat.head(x))), positive_semidefinite(lik)[0]
     if sigma is not None:
         n = problem.y.size
         resid = problem.y.reshape(-1) - _mean(flat, x, problem).reshape(-1)
@@ -183,12 +184,6 @@ def _gauss(sq: Any, sizes: np.ndarray, log_s: Any) -> Any:
 def _mask(flat: FlatModel, name: str) -> np.ndarray:
     """Whether each flat position belongs to variable ``name``."""
     return np.concatenate([np.full(int(np.prod(s)), n == name) for n, s in flat.shapes.items()])
-
-
-def _psd(matrix: np.ndarray) -> np.ndarray:
-    """``matrix`` with its negative eigenvalues set to zero (the evidence needs a log det)."""
-    eigval, eigvec = np.linalg.eigh((matrix + matrix.T) / 2)
-    return (eigvec * np.maximum(eigval, 0.0)) @ eigvec.T
 
 
 def _mean(flat: FlatModel, x: np.ndarray, problem: Problem) -> np.ndarray:
