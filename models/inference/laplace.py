@@ -8,12 +8,14 @@ generalised Gauss-Newton, its diagonal, or the output layer's block with the hid
 layers kept at the MAP. Negative eigenvalues of the likelihood's curvature (a saddle)
 are set to zero and counted, so that every direction keeps at least the prior's
 curvature: raising them to a small floor instead gave one restart of a 1x16 net a
-variance of 1e9 and its linearised predictive an LPD of -4.5 per row. Every restart is a chain; the draws
-carry the log posterior density and the log density of the equal mixture of the
-restarts' Gaussians, so that PSIS k-hat says how far the approximation is from the
-posterior. With ``marglik=True`` the prior sds and the noise sd are first chosen by
-the Laplace evidence (:mod:`~bnncat.models.inference.laplace_evidence`).
-pymc-extras' ``fit_laplace`` is not used: its releases pin PyMC below 6.4.
+variance of 1e9 and its linearised predictive an LPD of -4.5 per row.
+
+Every restart is a chain; the draws carry the log posterior density and the log
+density of the equal mixture of the restarts' Gaussians, so that PSIS k-hat says
+how far the approximation is from the posterior. With ``marglik=True`` the prior
+sds and the noise sd are first chosen by the Laplace evidence
+(:mod:`~bnncat.models.inference.laplace_evidence`). pymc-extras' ``fit_laplace``
+is not used: its releases pin PyMC below 6.4.
 """
 
 import os
