@@ -152,16 +152,7 @@ def fit_laplace(
         if marglik:
             problem, tuning, start = tune_by_evidence(problem, hessian, int(seeds[0]))
         flat = flat_model(problem.model, problem.temperature)
-        starts = [start if i == 0 else None for i in range(restarts)]
-        # the searches are independent and JAX releases the GIL: one thread per core
-        with ThreadPoolExecutor(min(restarts, os.cpu_count() or 1)) as pool:
-            modes = list(
-                pool.map(
-                    lambda s, x0: _mode(problem.model, flat, int(s), hessian, x0, maxiter),
-                    seeds[:restarts],
-                    starts,
-                )
-            )
+        modes = _search_modes(problem.model, flat, seeds[:restarts], hessian, start, maxiter)
         draws_flat = _draw(modes, problem.draws, int(seeds[-1]))
         log_p = flat.log_densities(draws_flat)
     idata = draws_as_tree(problem, flat, draws_flat)
@@ -178,6 +169,27 @@ def fit_laplace(
         idata["laplace_evidence"] = tuning["rounds"]
         options |= tuning["chosen"]
     return record_fit(idata, problem, "laplace", options)
+
+
+def _search_modes(
+    model: pm.Model,
+    flat: FlatModel,
+    seeds: np.ndarray,
+    hessian: str,
+    start: np.ndarray | None,
+    maxiter: int,
+) -> list[dict[str, Any]]:
+    """One :func:`_mode` per seed (the first from ``start`` if given), in parallel threads.
+
+    The searches are independent and JAX releases the GIL: one thread per core.
+    """
+    starts = [start if i == 0 else None for i in range(len(seeds))]
+    with ThreadPoolExecutor(min(len(seeds), os.cpu_count() or 1)) as pool:
+        return list(
+            pool.map(
+                lambda seed, x0: _mode(model, flat, int(seed), hessian, x0, maxiter), seeds, starts
+            )
+        )
 
 
 def _mode(

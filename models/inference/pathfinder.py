@@ -110,23 +110,8 @@ def fit_pathfinder(
         pool = _draw(gaussians, problem.draws, int(seeds[-1]))
         log_p = flat.log_densities(pool)
     log_q = log_mixture(gaussians, pool)
-    log_weights, pareto_k = _psis(log_p - log_q)
-    info["weight_share"] = ("chain", np.exp(log_weights).sum(axis=1))
-    if importance_sampling == "psis":
-        rng = np.random.default_rng(int(seeds[-1]) + 1)
-        chosen = rng.choice(
-            pool.size // flat.size, size=pool.shape[:2], p=np.exp(log_weights).ravel()
-        )
-        draws_flat = pool.reshape(-1, flat.size)[chosen]
-        stats = xr.Dataset(
-            {"source_path": (("chain", "draw"), chosen // problem.draws)},
-            attrs={"pareto_k": pareto_k},
-        )
-    else:
-        draws_flat = pool
-        stats = xr.Dataset(
-            {"log_p": (("chain", "draw"), log_p), "log_q": (("chain", "draw"), log_q)}
-        )
+    draws_flat, stats, share = _importance(pool, log_p, log_q, importance_sampling, int(seeds[-1]))
+    info["weight_share"] = ("chain", share)
     idata = draws_as_tree(problem, flat, draws_flat)
     coords = {"chain": np.arange(paths), "draw": np.arange(problem.draws)}
     idata["sample_stats"] = stats.assign_coords(coords)
@@ -139,6 +124,27 @@ def fit_pathfinder(
         "store_mu": store_mu,
     }
     return record_fit(idata, problem, "pathfinder", options)
+
+
+def _importance(
+    pool: np.ndarray, log_p: np.ndarray, log_q: np.ndarray, how: str, seed: int
+) -> tuple[np.ndarray, xr.Dataset, np.ndarray]:
+    """Return the stored draws, their ``sample_stats`` and each path's PSIS weight share.
+
+    ``how="psis"``: every chain an importance resample of the pooled (path, draw)
+    draws, the proposal's k-hat in the attrs; ``"none"``: the pool itself, with log p
+    and log q of every draw.
+    """
+    log_weights, pareto_k = _psis(log_p - log_q)
+    share = np.exp(log_weights).sum(axis=1)
+    if how == "none":
+        stats = {"log_p": (("chain", "draw"), log_p), "log_q": (("chain", "draw"), log_q)}
+        return pool, xr.Dataset(stats), share
+    chains, draws, size = pool.shape
+    rng = np.random.default_rng(seed + 1)
+    chosen = rng.choice(chains * draws, size=(chains, draws), p=np.exp(log_weights).ravel())
+    stats = {"source_path": (("chain", "draw"), chosen // draws)}
+    return pool.reshape(-1, size)[chosen], xr.Dataset(stats, attrs={"pareto_k": pareto_k}), share
 
 
 def _run_paths(
