@@ -20,7 +20,9 @@ Four parts (issue 13's targets), each a table in ``benchmarks/out/`` and the REA
     Wall time of NUTS, Laplace and Pathfinder, each fitted in a fresh process
     (compilation included, imports not), on case (iii) of ``performance.py``
     (2x32 tanh, N = 2000; NUTS 4 x (100 + 100) as there, Laplace and Pathfinder 100
-    draws per restart or path) and case (ii) (1x16 on mcycle, the defaults).
+    draws per restart or path, with the defaults and with a bounded search) and
+    case (ii) (1x16 on mcycle, the defaults). For case (iii), the held-out LPD per
+    row on 1000 fresh rows says what each time bought.
 
     python benchmarks/local_approximations.py                  # all four parts
     python benchmarks/local_approximations.py --part gap --quick
@@ -235,17 +237,24 @@ SPEED_CASES = {
     "iii: 2x32 tanh, N=2000": {
         "nuts": {"draws": 100, "tune": 100, "chains": 4},
         "laplace": {"draws": 100},
-        "laplace_last_layer": {"draws": 100, "hessian": "last_layer", "maxiter": 2000},
+        "laplace_last_layer": {"draws": 100, "hessian": "last_layer", "maxiter": 1000},
         "pathfinder": {"draws": 100, "maxiter": 400},  # BlackJAX: d x d memory per iteration
+        "pathfinder_short": {"draws": 100, "maxiter": 100},
     },
     "ii: 1x16 on mcycle": {"nuts": {}, "laplace": {}, "pathfinder": {}},
 }
 
 
-def one_timing(case: str, contender: str) -> float:
-    """Wall time of one fit in this (fresh) process, compilation included."""
+def one_timing(case: str, contender: str) -> dict[str, float]:
+    """Wall time of one fit in this (fresh) process, compilation included; held-out LPD.
+
+    The LPD per row (case iii only: 1000 fresh rows of the same function) says
+    what the time bought.
+    """
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from perf_cases import NUTS_CASES, catalogue_net, load_problem
+    from perf_cases import NUTS_CASES, catalogue_net, load_problem, synthetic_data
+
+    from bnncat.evaluation import log_predictive_density
 
     key = "iii" if case.startswith("iii") else "ii"
     problem = load_problem(NUTS_CASES[key])
@@ -256,8 +265,13 @@ def one_timing(case: str, contender: str) -> float:
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit(net, problem.X, problem.y, method=method, random_seed=1, **options)
-    return time.perf_counter() - start
+        idata = fit(net, problem.X, problem.y, method=method, random_seed=1, **options)
+    seconds = time.perf_counter() - start
+    if key != "iii":
+        return {"seconds": seconds, "lpd_per_row": np.nan}
+    test = synthetic_data(1000, seed=1)
+    lpd = log_predictive_density(idata, test.X, test.y)["mean"]
+    return {"seconds": seconds, "lpd_per_row": float(lpd)}
 
 
 def part_speed(quick: bool) -> pd.DataFrame:
@@ -265,16 +279,16 @@ def part_speed(quick: bool) -> pd.DataFrame:
     for case, contenders in SPEED_CASES.items():
         for contender in contenders:
             code = (
-                "import sys; sys.path.insert(0, 'benchmarks');"
+                "import sys, json; sys.path.insert(0, 'benchmarks');"
                 "from local_approximations import one_timing;"
-                f"print('SECONDS', one_timing({case!r}, {contender!r}))"
+                f"print('RESULT', json.dumps(one_timing({case!r}, {contender!r})))"
             )
             done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-            line = [x for x in done.stdout.splitlines() if x.startswith("SECONDS")]
-            seconds = float(line[0].split()[1]) if line else np.nan
+            line = [x for x in done.stdout.splitlines() if x.startswith("RESULT")]
+            result = json.loads(line[0].split(maxsplit=1)[1]) if line else {"seconds": np.nan}
             if not line:
                 print(done.stderr[-2000:])
-            rows.append({"case": case, "contender": contender, "seconds": seconds})
+            rows.append({"case": case, "contender": contender, **result})
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     nuts = table[table["contender"] == "nuts"].set_index("case")["seconds"]

@@ -44,15 +44,21 @@ def _fd_hessian(model, x, h=1e-5):
     return np.stack(cols, axis=1)
 
 
+def _mode(model, flat, seed, hessian, maxiter=15_000):
+    """One restart's Gaussian, as ``fit_laplace`` finds it."""
+    return laplace._search_modes(model, flat, np.array([seed]), hessian, None, maxiter)[0]
+
+
 def test_the_covariance_is_the_inverse_hessian_at_the_map(tiny_model):
     with jax_session("float64"):
         flat = flat_model(tiny_model)
-        mode = laplace._mode(tiny_model, flat, seed=1, hessian="full")
-        diag = laplace._mode(tiny_model, flat, seed=1, hessian="diag")["cov"]
+        mode = _mode(tiny_model, flat, seed=1, hessian="full")
+        diag = _mode(tiny_model, flat, seed=1, hessian="diag")["cov"]
     shapes = {v.name: np.shape(tiny_model.initial_point()[v.name]) for v in tiny_model.value_vars}
     point = {k: v[0] for k, v in laplace_curvature._unflatten(mode["mean"][None], shapes).items()}
     dlogp = tiny_model.compile_dlogp(jacobian=True)
     assert np.abs(dlogp(point)).max() < 1e-3  # a mode: the gradient vanishes
+    assert mode["converged"] and mode["newton_decrement"] < 1e-8
     hessian = _fd_hessian(tiny_model, mode["mean"])
     exact = np.linalg.inv(mode["cov"])
     assert np.abs(exact - hessian).max() <= 1e-5 * np.abs(hessian).max()
@@ -102,12 +108,28 @@ def test_the_laplace_evidence_of_bayesian_linear_regression_is_the_closed_form()
     model = _linear_model(X, y, sigma=sigma)
     with jax_session("float64"):
         flat = flat_model(model)
-        evidences = [laplace._mode(model, flat, 3, h)["log_evidence"] for h in ("full", "ggn")]
+        evidences = [_mode(model, flat, 3, h)["log_evidence"] for h in ("full", "ggn")]
     design = np.column_stack([X, np.ones(len(X))])
     prior_cov = np.diag([1.5**2] * 3 + [0.7**2])
     cov = sigma**2 * np.eye(len(X)) + design @ prior_cov @ design.T
     exact = stats.multivariate_normal(np.zeros(len(X)), cov).logpdf(y)
     np.testing.assert_allclose(evidences, exact, rtol=0, atol=1e-6)
+
+
+def test_a_search_stopped_short_is_reported_and_last_layer_still_centres_its_gaussian(tiny_model):
+    with jax_session("float64"):
+        flat = flat_model(tiny_model)
+        full = _mode(tiny_model, flat, seed=1, hessian="full", maxiter=3)
+        last = _mode(tiny_model, flat, seed=1, hessian="last_layer", maxiter=3)
+        grad = np.asarray(flat.value_and_grad(last["mean"])[1])
+    assert not full["converged"] and full["newton_decrement"] > 1e-2
+    # the output layer's own search converges: its Gaussian sits on the conditional mode
+    assert last["converged"] and last["newton_decrement"] < 1e-8
+    assert np.abs(grad[flat.last_layer_indices()]).max() < 1e-3
+    assert np.abs(grad).max() > 1e-2  # while the hidden layers are not at a mode
+    ds = data.load("sine", n=20, noise=0.1, seed=3)
+    with pytest.warns(UserWarning, match=r"stopped before converging .*Newton decrements"):
+        fit(MLP((2,)), ds.X, ds.y, method="laplace", maxiter=3, draws=10, restarts=2)
 
 
 def test_last_layer_keeps_the_hidden_layers_at_the_map_and_its_predictive_is_linear():
@@ -214,7 +236,7 @@ def test_draws_repeat_with_the_seed_and_log_q_is_the_mixture_of_the_restarts():
     ],
 )
 def test_bad_options_fail_before_any_search(kwargs, error, match, monkeypatch):
-    monkeypatch.setattr(laplace, "find_map", lambda *a, **k: pytest.fail("searched"))
+    monkeypatch.setattr(laplace, "find_modes", lambda *a, **k: pytest.fail("searched"))
     ds = data.load("sine", n=20, seed=1)
     with pytest.raises(error, match=match):
         fit(MLP((2,)), ds.X, ds.y, method="laplace", **kwargs)
@@ -230,7 +252,7 @@ def test_bad_options_fail_before_any_search(kwargs, error, match, monkeypatch):
     ids=["ordered", "mixture", "hierarchical"],
 )
 def test_marglik_is_refused_where_no_gaussian_layer_prior_is_tuned(net, match, monkeypatch):
-    monkeypatch.setattr(laplace, "find_map", lambda *a, **k: pytest.fail("searched"))
+    monkeypatch.setattr(laplace, "find_modes", lambda *a, **k: pytest.fail("searched"))
     ds = data.load("sine", n=20, seed=1)
     with pytest.raises(ValueError, match=match):
         fit(net, ds.X, ds.y, method="laplace", marglik=True)

@@ -79,14 +79,3 @@ def test_a_path_too_large_for_the_memory_is_refused_with_what_to_change(sine, mo
         ValueError, match=r"matrix per iteration: maxiter=1000 needs .* set maxiter"
     ):
         fit(MLP((2,)), sine.X, sine.y, method="pathfinder")
-
-
-def test_paths_run_one_at_a_time_when_together_they_exceed_the_budget(sine, monkeypatch):
-    kwargs = {"method": "pathfinder", "draws": 20, "paths": 2, "random_seed": 3, "maxiter": 50}
-    together = fit(MLP((2,)), sine.X, sine.y, **kwargs)
-    one_path = pathfinder._path_bytes(11, 50)  # MLP((2,)) on one input: 11 parameters
-    monkeypatch.setattr(pathfinder, "memory_budget", lambda: int(1.5 * one_path))
-    apart = fit(MLP((2,)), sine.X, sine.y, **kwargs)
-    np.testing.assert_allclose(
-        apart["pathfinder"]["elbo"], together["pathfinder"]["elbo"], rtol=1e-6
-    )

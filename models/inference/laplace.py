@@ -1,8 +1,9 @@
 """The Laplace approximation: Gaussians at MAP estimates, with the curvature there.
 
 Each restart maximises the log posterior in the unconstrained space (the
-transforms' Jacobians included) from a jittered start by SciPy's L-BFGS, on PyMC's
-log density translated to JAX, and takes a curvature of the negative log posterior
+transforms' Jacobians included) from a jittered start by L-BFGS, all restarts in
+one JAX program on PyMC's log density
+(:mod:`~bnncat.models.inference.map_search`), and takes a curvature of the negative log posterior
 there (:mod:`~bnncat.models.inference.laplace_curvature`): the exact Hessian, its
 generalised Gauss-Newton, its diagonal, or the output layer's block with the hidden
 layers kept at the MAP. Negative eigenvalues of the likelihood's curvature (a saddle)
@@ -29,8 +30,8 @@ import xarray as xr
 
 from bnncat.models.inference.flat_draws import (
     MAP_ITERATIONS,
+    draw_gaussians,
     draws_as_tree,
-    find_map,
     initial_flat,
     log_mixture,
 )
@@ -47,6 +48,7 @@ from bnncat.models.inference.laplace_evidence import (
     log_evidence,
     tune_by_evidence,
 )
+from bnncat.models.inference.map_search import find_modes
 from bnncat.models.inference.problem import prepare_problem, record_fit
 from bnncat.models.inference.registry import register
 from bnncat.models.jax_runtime import jax_session
@@ -103,9 +105,12 @@ def fit_laplace(
         constrained weights of ``OrderedMLP`` and a mixture's components have no
         such closed form). The tuned values are in the attrs and the net.
     maxiter : int
-        Largest number of L-BFGS iterations of each MAP search. A search that
-        stops short is recorded (``laplace.converged``) and warned about: its
-        Gaussian is not centred on a mode.
+        Largest number of L-BFGS iterations of each MAP search (for
+        ``last_layer``, of the whole network's: the output layer's own search
+        runs to convergence). A search that stops short
+        is recorded (``laplace.converged``, with ``laplace.newton_decrement``, the
+        squared distance from the Gaussian's mean to its quadratic model's mode
+        in the Gaussian's metric) and warned about.
     temperature : float
         Raise the likelihood to 1 / ``temperature``: below 1 a cold posterior,
         above 1 a warm one; 1 (the default) is the Bayesian posterior itself.
@@ -119,8 +124,9 @@ def fit_laplace(
     xarray.DataTree
         ``posterior`` (chain = restart), ``sample_stats`` (``log_p`` and ``log_q`` of
         each draw), ``laplace`` (each restart's MAP log density, flat mean, log
-        evidence and clipped eigenvalues; with ``marglik``, ``laplace_evidence``
-        holds the hyperparameters and the evidence of every tuning round),
+        evidence, clipped eigenvalues, iterations, convergence and Newton
+        decrement; with ``marglik``, ``laplace_evidence`` holds the
+        hyperparameters and the evidence of every tuning round),
         ``observed_data`` and ``constant_data``; the attrs record the fit (kind
         ``approximation``).
 
@@ -153,7 +159,7 @@ def fit_laplace(
             problem, tuning, start = tune_by_evidence(problem, hessian, int(seeds[0]))
         flat = flat_model(problem.model, problem.temperature)
         modes = _search_modes(problem.model, flat, seeds[:restarts], hessian, start, maxiter)
-        draws_flat = _draw(modes, problem.draws, int(seeds[-1]))
+        draws_flat = draw_gaussians(modes, problem.draws, int(seeds[-1]))
         log_p = flat.log_densities(draws_flat)
     idata = draws_as_tree(problem, flat, draws_flat)
     idata["sample_stats"] = xr.Dataset(
@@ -179,36 +185,43 @@ def _search_modes(
     start: np.ndarray | None,
     maxiter: int,
 ) -> list[dict[str, Any]]:
-    """One :func:`_mode` per seed (the first from ``start`` if given), in parallel threads.
+    """MAP searches from one jittered start per seed (the first from ``start`` if given).
 
-    The searches are independent and JAX releases the GIL: one thread per core.
+    All searches run in one program (:func:`find_modes`). For ``last_layer`` a
+    second search moves the output layer and the likelihood's parameters alone:
+    the Gaussian is then centred on the mode of the output layer given the hidden
+    layers, which is reached even where the whole network's search stops short.
     """
-    starts = [start if i == 0 else None for i in range(len(seeds))]
+    starts = np.stack(
+        [
+            start if i == 0 and start is not None else initial_flat(model, flat, int(s))
+            for i, s in enumerate(seeds)
+        ]
+    )
+    searches = find_modes(flat.log_density, starts, maxiter=maxiter)
+    iterations = searches.iterations
+    if hessian == "last_layer":
+        index = flat.last_layer_indices()
+        searches = find_modes(flat.log_density, searches.x, coordinates=index)
+        iterations = iterations + searches.iterations
     with ThreadPoolExecutor(min(len(seeds), os.cpu_count() or 1)) as pool:
-        return list(
-            pool.map(
-                lambda seed, x0: _mode(model, flat, int(seed), hessian, x0, maxiter), seeds, starts
-            )
-        )
+        modes = list(pool.map(lambda x: _gaussian(flat, x, hessian), searches.x))
+    for mode, converged, its in zip(modes, searches.converged, iterations, strict=True):
+        mode |= {"converged": bool(converged), "iterations": int(its)}
+    return modes
 
 
-def _mode(
-    model: pm.Model,
-    flat: FlatModel,
-    seed: int,
-    hessian: str,
-    start: np.ndarray | None = None,
-    maxiter: int = MAP_ITERATIONS,
-) -> dict[str, Any]:
-    """One MAP search from a jittered start (or ``start``): its Gaussian and log evidence.
+def _gaussian(flat: FlatModel, found: np.ndarray, hessian: str) -> dict[str, Any]:
+    """Return the Gaussian at a MAP estimate ``found``: its covariance and log evidence.
 
     The mode and curvature are those of the log density in the unconstrained space,
     Jacobians of the transforms included: the density the Gaussian stands for there,
     and whose mode is finite where the constrained one is not (``find_MAP``, which
     leaves the Jacobians out, lets an ordered variable's log-increments run to -inf).
+    ``newton_decrement`` is g^T P^-1 g with g the gradient and P the precision: the
+    squared distance, in the Gaussian's own metric, from its mean to the mode of
+    its quadratic model (0 at a mode; above 1 the mean is off by more than an sd).
     """
-    search = find_map(flat, initial_flat(model, flat, seed) if start is None else start, maxiter)
-    found = search.x
     lik, prior = precision_parts(flat, found, hessian)
     # a saddle or flat direction of the likelihood gets no curvature from it, only the
     # prior's: its variance is at most the prior's, never the inverse of a floor
@@ -218,38 +231,32 @@ def _mode(
         precision = np.diag(np.diag(precision))
     index = flat.last_layer_indices() if hessian == "last_layer" else np.arange(flat.size)
     cov = np.linalg.inv(precision)
-    logp = float(flat.value_and_grad(found)[0])
+    logp, grad = flat.value_and_grad(found)
+    grad = np.asarray(grad, dtype=np.float64)[index]
     return {
         "mean": found,
         "index": index,
         "cov": (cov + cov.T) / 2,
-        "logp": logp,
-        "log_evidence": log_evidence(logp, precision),
+        "logp": float(logp),
+        "log_evidence": log_evidence(float(logp), precision),
         "clipped": clipped,
-        "converged": bool(search.success),
+        "newton_decrement": float(grad @ cov @ grad),
     }
 
 
 def _warn_if_unconverged(modes: list[dict[str, Any]], maxiter: int) -> None:
-    """Warn when a MAP search stopped before it converged."""
+    """Warn when a MAP search stopped before it converged, with how far off its Gaussian is."""
     stopped = [i for i, m in enumerate(modes) if not m["converged"]]
     if stopped:
+        off = ", ".join(f"{modes[i]['newton_decrement']:.3g}" for i in stopped)
         warnings.warn(
             f"Laplace: the MAP searches of restarts {stopped} stopped before converging "
-            f"(maxiter={maxiter}); their Gaussians are not centred on a mode: raise maxiter, "
-            "and read PSIS k-hat in diagnose()",
+            f"(maxiter={maxiter}); their Gaussians are not centred on a mode (Newton "
+            f"decrements {off}; above 1 the mean is more than an sd off): raise maxiter, "
+            "use hessian='last_layer', and read PSIS k-hat in diagnose()",
             UserWarning,
             stacklevel=3,
         )
-
-
-def _draw(modes: list[dict[str, Any]], draws: int, seed: int) -> np.ndarray:
-    """Draws (restart, draw, size) from each restart's Gaussian; the rest stays at its MAP."""
-    rng = np.random.default_rng(seed)
-    out = np.stack([np.tile(m["mean"], (draws, 1)) for m in modes])
-    for chain, m in zip(out, modes, strict=True):
-        chain[:, m["index"]] = rng.multivariate_normal(m["mean"][m["index"]], m["cov"], draws)
-    return out
 
 
 def _full_cov(mode: dict[str, Any]) -> np.ndarray:
@@ -261,7 +268,7 @@ def _full_cov(mode: dict[str, Any]) -> np.ndarray:
 
 
 def _modes_dataset(modes: list[dict[str, Any]], flat: FlatModel) -> xr.Dataset:
-    """Each restart's MAP log density, mean, covariance, log evidence and clipped eigenvalues."""
+    """Each restart's MAP log density, mean, covariance, log evidence and search record."""
     names = [f"{n}[{i}]" for n, shape in flat.shapes.items() for i in range(int(np.prod(shape)))]
     return xr.Dataset(
         {
@@ -270,6 +277,8 @@ def _modes_dataset(modes: list[dict[str, Any]], flat: FlatModel) -> xr.Dataset:
             "log_evidence": ("chain", [m["log_evidence"] for m in modes]),
             "clipped_eigenvalues": ("chain", [m["clipped"] for m in modes]),
             "converged": ("chain", [m["converged"] for m in modes]),
+            "iterations": ("chain", [m["iterations"] for m in modes]),
+            "newton_decrement": ("chain", [m["newton_decrement"] for m in modes]),
             "cov": (("chain", "parameter", "parameter_2"), np.stack([_full_cov(m) for m in modes])),
         },
         coords={"chain": np.arange(len(modes)), "parameter": names, "parameter_2": names},

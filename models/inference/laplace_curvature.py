@@ -33,8 +33,9 @@ _ROWS = 64
 class FlatModel:
     """JAX functions of the flat unconstrained values ``x`` of one PyMC model.
 
-    ``log_posterior(xs)``: log density with the transforms' Jacobians of each row
-    of ``xs``, and ``value_and_grad(x)`` that of one vector with its gradient;
+    ``log_density(x)``: log density with the transforms' Jacobians of one vector
+    (to trace into other programs), ``log_posterior(xs)`` that of each row of ``xs``,
+    and ``value_and_grad(x)`` of one vector with its gradient;
     ``log_prior(x)``: all but the likelihood (the prior, or the Gaussian an
     ``update`` put in its place); ``log_likelihood(x, head)``: the
     observed part, with the network output replaced by ``head``; ``head(x)``: the
@@ -43,6 +44,7 @@ class FlatModel:
     """
 
     shapes: dict[str, tuple[int, ...]]
+    log_density: Any
     log_posterior: Any
     value_and_grad: Any
     log_prior: Any
@@ -129,6 +131,7 @@ def flat_model(model: pm.Model, temperature: float = 1.0) -> FlatModel:
     }
     return FlatModel(
         shapes,
+        log_density=of("posterior"),
         log_posterior=jax.jit(jax.vmap(of("posterior"))),
         value_and_grad=jax.jit(jax.value_and_grad(of("posterior"))),
         log_prior=jax.jit(prior_fn),
