@@ -72,11 +72,16 @@ def trace_of_draws(
 
     chains = [samples] if isinstance(samples, Mapping) else list(samples)
     traces = []
+    compiled: dict[str, Any] = {}  # every chain's trace shares the first one's function
     for c, chain in enumerate(chains):
         names = list(chain)
         trace = NDArray(
-            model=model, vars=record, test_point={n: np.asarray(chain[n][0]) for n in names}
+            model=model,
+            vars=record,
+            test_point={n: np.asarray(chain[n][0]) for n in names},
+            **compiled,
         )
+        compiled = {"fn": trace.fn, "var_shapes": trace.var_shapes, "var_dtypes": trace.var_dtypes}
         trace.setup(draws=draws, chain=c)
         for i in range(draws):
             trace.record({n: np.asarray(chain[n][i]) for n in names}, in_warmup=False)

@@ -21,9 +21,10 @@ from bnncat.models.inference.problem import Problem
 from bnncat.models.pymc_internals import trace_of_draws
 
 
-def initial_flat(model: pm.Model, flat: FlatModel, seed: int) -> np.ndarray:
-    """PyMC's jittered initial point of ``model``, flat."""
-    return flat.flatten(make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs))(seed))
+def initial_flat(model: pm.Model, flat: FlatModel, seeds: Any) -> np.ndarray:
+    """PyMC's jittered initial points of ``model``, flat: one row per seed (compiled once)."""
+    point = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs))
+    return np.stack([flat.flatten(point(int(seed))) for seed in seeds])
 
 
 #: SciPy's default bound on L-BFGS iterations.

@@ -192,12 +192,9 @@ def _search_modes(
     the Gaussian is then centred on the mode of the output layer given the hidden
     layers, which is reached even where the whole network's search stops short.
     """
-    starts = np.stack(
-        [
-            start if i == 0 and start is not None else initial_flat(model, flat, int(s))
-            for i, s in enumerate(seeds)
-        ]
-    )
+    starts = initial_flat(model, flat, seeds)
+    if start is not None:
+        starts[0] = start
     searches = find_modes(flat.log_density, starts, maxiter=maxiter)
     iterations = searches.iterations
     if hessian == "last_layer":

@@ -8,6 +8,7 @@ predictive). All come from PyMC's own graphs, translated to JAX by
 :data:`~bnncat.models.mlp.NET_OUT`.
 """
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -113,15 +114,24 @@ def flat_model(model: pm.Model, temperature: float = 1.0) -> FlatModel:
     log_lik_of_head, net_out = model.replace_rvs_by_values([log_lik, net_out])
     log_lik_plain = model.logp(vars=model.observed_RVs) / temperature
     graphs = {
-        "posterior": get_jaxified_graph(values, [model.logp()]),
+        "posterior": (values, [model.logp()]),
         # everything but the (tempered) likelihood: the prior, or what replaced it (update)
-        "prior": get_jaxified_graph(values, [model.logp() - log_lik_plain]),
-        "likelihood": get_jaxified_graph([*values, head], [log_lik_of_head]),
-        "head": get_jaxified_graph(values, [net_out]),
+        "prior": (values, [model.logp() - log_lik_plain]),
+        "likelihood": ([*values, head], [log_lik_of_head]),
+        "head": (values, [net_out]),
     }
 
+    @functools.cache
+    def jaxified(name: str) -> Any:
+        """Translate a graph when first used (PyTensor's rewrites take ~0.2 s a graph).
+
+        That may be inside a JAX trace: its constants must be concrete arrays, not tracers.
+        """
+        with jax.ensure_compile_time_eval():
+            return get_jaxified_graph(*graphs[name])
+
     def of(name: str) -> Any:
-        return lambda x, *more: graphs[name](*_unflatten(x, shapes).values(), *more)[0]
+        return lambda x, *more: jaxified(name)(*_unflatten(x, shapes).values(), *more)[0]
 
     log_lik_fn, head_fn, prior_fn = of("likelihood"), of("head"), of("prior")
     blocks = {

@@ -67,7 +67,7 @@ def tune_by_evidence(
     scales = np.array([weight_prior_scale(net, w, f) for w, f in fan_ins])
     # round 0 learns sigma with the other parameters; its MAP starts the noise sd
     flat = flat_model(problem.model, problem.temperature)
-    x = find_map(flat, initial_flat(problem.model, flat, seed)).x
+    x = find_map(flat, initial_flat(problem.model, flat, [seed])[0]).x
     sigma = float(np.exp(flat.unflatten(x)["sigma_log__"][0])) if tune_noise else None
     rounds = []
     for _ in range(MAX_ROUNDS):

@@ -110,7 +110,7 @@ def fit_pathfinder(
     with jax_session("float64"):
         flat = flat_model(problem.model, problem.temperature)
         check_memory(flat.size, maxiter)
-        starts = np.stack([initial_flat(problem.model, flat, int(s)) for s in seeds[:paths]])
+        starts = initial_flat(problem.model, flat, seeds[:paths])
         gaussians, info = _run_paths(flat, starts, int(seeds[-2]), maxiter, elbo_draws)
         pool = draw_gaussians(gaussians, problem.draws, int(seeds[-1]))
         log_p = flat.log_densities(pool)
