@@ -105,12 +105,13 @@ def fit_laplace(
         constrained weights of ``OrderedMLP`` and a mixture's components have no
         such closed form). The tuned values are in the attrs and the net.
     maxiter : int
-        Largest number of L-BFGS iterations of each MAP search (for
-        ``last_layer``, of the whole network's: the output layer's own search
-        runs to convergence). A search that stops short
-        is recorded (``laplace.converged``, with ``laplace.newton_decrement``, the
-        squared distance from the Gaussian's mean to its quadratic model's mode
-        in the Gaussian's metric) and warned about.
+        Largest number of L-BFGS iterations of each MAP search. A search that
+        stops short is recorded (``laplace.converged``) and warned about, with
+        ``laplace.newton_decrement``: the squared distance from the Gaussian's
+        mean to the mode of its quadratic model, in the Gaussian's metric. For
+        ``last_layer`` a second search, of the output layer alone, runs to
+        convergence: its Gaussian is centred on the output layer's mode given
+        the hidden layers, wherever the first stopped.
     temperature : float
         Raise the likelihood to 1 / ``temperature``: below 1 a cold posterior,
         above 1 a warm one; 1 (the default) is the Bayesian posterior itself.
@@ -170,7 +171,7 @@ def fit_laplace(
         coords={"chain": np.arange(restarts), "draw": np.arange(problem.draws)},
     )
     idata["laplace"] = _modes_dataset(modes, flat)
-    _warn_if_unconverged(modes, maxiter)
+    _warn_if_unconverged(modes, maxiter, hessian)
     if tuning is not None:
         idata["laplace_evidence"] = tuning["rounds"]
         options |= tuning["chosen"]
@@ -196,15 +197,16 @@ def _search_modes(
     if start is not None:
         starts[0] = start
     searches = find_modes(flat.log_density, starts, maxiter=maxiter)
-    iterations = searches.iterations
+    converged, iterations = searches.converged, searches.iterations
     if hessian == "last_layer":
         index = flat.last_layer_indices()
         searches = find_modes(flat.log_density, searches.x, coordinates=index)
+        converged = converged & searches.converged
         iterations = iterations + searches.iterations
     with ThreadPoolExecutor(min(len(seeds), os.cpu_count() or 1)) as pool:
         modes = list(pool.map(lambda x: _gaussian(flat, x, hessian), searches.x))
-    for mode, converged, its in zip(modes, searches.converged, iterations, strict=True):
-        mode |= {"converged": bool(converged), "iterations": int(its)}
+    for mode, done, its in zip(modes, converged, iterations, strict=True):
+        mode |= {"converged": bool(done), "iterations": int(its)}
     return modes
 
 
@@ -241,19 +243,28 @@ def _gaussian(flat: FlatModel, found: np.ndarray, hessian: str) -> dict[str, Any
     }
 
 
-def _warn_if_unconverged(modes: list[dict[str, Any]], maxiter: int) -> None:
-    """Warn when a MAP search stopped before it converged, with how far off its Gaussian is."""
+def _warn_if_unconverged(modes: list[dict[str, Any]], maxiter: int, hessian: str) -> None:
+    """Warn when a MAP search stopped before it converged, saying what that leaves."""
     stopped = [i for i, m in enumerate(modes) if not m["converged"]]
-    if stopped:
-        off = ", ".join(f"{modes[i]['newton_decrement']:.3g}" for i in stopped)
-        warnings.warn(
-            f"Laplace: the MAP searches of restarts {stopped} stopped before converging "
-            f"(maxiter={maxiter}); their Gaussians are not centred on a mode (Newton "
-            f"decrements {off}; above 1 the mean is more than an sd off): raise maxiter, "
-            "use hessian='last_layer', and read PSIS k-hat in diagnose()",
-            UserWarning,
-            stacklevel=3,
+    if not stopped:
+        return
+    if hessian == "last_layer":
+        meaning = (
+            "the hidden layers are not at a mode; each Gaussian is the output layer's "
+            "posterior given the features the search reached: raise maxiter"
         )
+    else:
+        off = ", ".join(f"{modes[i]['newton_decrement']:.3g}" for i in stopped)
+        meaning = (
+            f"their Gaussians are not centred on a mode (Newton decrements {off}; above 1 "
+            "the mean is more than an sd off): raise maxiter or use hessian='last_layer'"
+        )
+    warnings.warn(
+        f"Laplace: the MAP searches of restarts {stopped} stopped before converging "
+        f"(maxiter={maxiter}); {meaning}, and read PSIS k-hat in diagnose()",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _full_cov(mode: dict[str, Any]) -> np.ndarray:
