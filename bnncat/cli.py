@@ -176,13 +176,33 @@ def _add_method_arguments(fit: argparse.ArgumentParser) -> None:
     fit.add_argument(
         "--hessian",
         choices=HESSIANS,
-        default="full",
-        help="Laplace: curvature of each Gaussian (exact, Gauss-Newton, diagonal, output layer)",
+        help="Laplace, ensemble: curvature of each Gaussian (exact, Gauss-Newton, diagonal, "
+        "output layer; Laplace's default full, an ensemble's last_layer)",
     )
     fit.add_argument(
         "--marglik",
         action="store_true",
         help="Laplace: choose the prior and noise sds by the evidence (plain MLP)",
+    )
+    _add_ensemble_arguments(fit)
+
+
+def _add_ensemble_arguments(fit: argparse.ArgumentParser) -> None:
+    from bnncat.models.inference.ensemble import GAUSSIANS
+
+    fit.add_argument("--members", type=int, default=10, help="ensemble: networks (chains)")
+    fit.add_argument(
+        "--anchored", action="store_true", help="ensemble: each member anchored to its prior draw"
+    )
+    fit.add_argument(
+        "--bootstrap", action="store_true", help="ensemble: each member on a bootstrap resample"
+    )
+    fit.add_argument("--adam-steps", type=int, help="ensemble: Adam steps before L-BFGS")
+    fit.add_argument(
+        "--gaussian",
+        choices=GAUSSIANS,
+        help="ensemble: 'laplace' draws --draws times from each member's Laplace Gaussian "
+        "(needed for the diagnosis, which wants 20 draws a chain)",
     )
 
 
@@ -384,6 +404,11 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
         "restarts": args.restarts,
         "hessian": args.hessian,
         "marglik": args.marglik,
+        "members": args.members,
+        "anchored": args.anchored,
+        "bootstrap": args.bootstrap,
+        "adam_steps": args.adam_steps,
+        "gaussian": args.gaussian,
         "progressbar": not args.no_progress,
     }
     takes = METHODS[args.method].options

@@ -9,6 +9,7 @@ import xarray as xr
 from bnncat.models.attrs import read_net, stored_or_given_net
 from bnncat.models.data_spec import DataSpec
 from bnncat.models.inference.linearized import check_linearizable, linearized_predictions
+from bnncat.models.pymc_internals import more_chains_than_draws
 from bnncat.models.validation import check_choice, check_positive_int, check_X
 
 PREDICTIVES = ("sampled", "linearized")
@@ -77,14 +78,15 @@ def predict(
     if predictive == "linearized":
         return linearized_predictions(idata, X, net, spec, random_seed)
     model = net.build_validated(X, None, spec)
-    return pm.sample_posterior_predictive(
-        idata,
-        model=model,
-        var_names=["mu", "y"],
-        predictions=True,
-        random_seed=random_seed,
-        progressbar=progressbar,
-    )
+    with more_chains_than_draws():
+        return pm.sample_posterior_predictive(
+            idata,
+            model=model,
+            var_names=["mu", "y"],
+            predictions=True,
+            random_seed=random_seed,
+            progressbar=progressbar,
+        )
 
 
 def net_and_spec(idata: xr.DataTree, net: Any) -> tuple[Any, DataSpec]:

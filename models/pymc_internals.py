@@ -16,7 +16,8 @@ PyMC is outside the range these calls were checked against.
 """
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -88,3 +89,15 @@ def trace_of_draws(
         trace.close()
         traces.append(trace)
     return MultiTrace(traces)
+
+
+@contextmanager
+def more_chains_than_draws() -> Iterator[None]:
+    """Convert draws to ArviZ without its warning that chains outnumber draws.
+
+    ArviZ takes that for swapped dimensions; an ensemble (one network a chain,
+    one draw each) has it by design.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Found chain dimension to be longer", UserWarning)
+        yield

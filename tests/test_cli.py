@@ -260,3 +260,18 @@ def test_pathfinder_from_the_command_line(tmp_path):
     assert main([*argv, "--hidden", "3", "--out", str(out), "--no-progress"]) == 0
     idata = load(out / "fit.nc")
     assert idata["posterior"].sizes["chain"] == 2 and "pareto_k" in idata["sample_stats"].attrs
+
+
+def test_an_ensemble_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "res"
+    argv = ["fit", "--data", "mcycle", "--method", "ensemble", "--members", "3", "--anchored"]
+    argv += ["--adam-steps", "50", "--maxiter", "100", "--gaussian", "laplace", "--draws", "30"]
+    assert main([*argv, "--hidden", "3", "--out", str(out), "--no-progress"]) == 0
+    idata = load(out / "fit.nc")
+    options = json.loads(idata.attrs["bnncat_fit"])
+    assert options["anchored"] and options["hessian"] == "last_layer"
+    assert idata["posterior"].sizes["chain"] == 3 and options["adam_steps"] == 50
+    # a plain ensemble (one network a member) is refused before any training: 1 draw a chain
+    plain = ["fit", "--data", "mcycle", "--method", "ensemble", "--out", str(tmp_path / "p")]
+    assert main(plain) == 2
+    assert "gaussian='laplace'" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from bnncat.models.inference.nuts import fit_nuts  # isort: skip
 from bnncat.models.inference.advi import fit_advi, fit_fullrank_advi  # isort: skip
 from bnncat.models.inference.laplace import fit_laplace  # isort: skip
 from bnncat.models.inference.pathfinder import fit_pathfinder  # isort: skip
+from bnncat.models.inference.ensemble import fit_ensemble  # isort: skip
 from bnncat.models.inference.dispatch import fit
 from bnncat.models.inference.registry import (
     KINDS,
@@ -32,6 +33,7 @@ __all__ = [
     "Method",
     "fit",
     "fit_advi",
+    "fit_ensemble",
     "fit_fullrank_advi",
     "fit_kind",
     "fit_laplace",

@@ -18,7 +18,7 @@ from scipy import optimize, special, stats
 
 from bnncat.models.inference.laplace_curvature import FlatModel
 from bnncat.models.inference.problem import Problem
-from bnncat.models.pymc_internals import trace_of_draws
+from bnncat.models.pymc_internals import more_chains_than_draws, trace_of_draws
 
 
 def initial_flat(model: pm.Model, flat: FlatModel, seeds: Any) -> np.ndarray:
@@ -54,7 +54,8 @@ def draws_as_tree(problem: Problem, flat: FlatModel, draws: np.ndarray) -> xr.Da
     record = [v for v in model.unobserved_value_vars if v.name in wanted]
     samples = [flat.unflatten(chain) for chain in draws]
     trace = trace_of_draws(model, record, samples, problem.draws)
-    idata = pm.to_inference_data(trace, model=model, log_likelihood=False)
+    with more_chains_than_draws():
+        idata = pm.to_inference_data(trace, model=model, log_likelihood=False)
     idata["posterior"] = idata["posterior"].to_dataset()[problem.keep]
     return idata
 
@@ -102,12 +103,37 @@ def flat_posterior(model: pm.Model, post: xr.DataTree) -> tuple[list[str], np.nd
         rv = model.values_to_rvs[value]
         if rv.name not in post:
             continue  # the predicted y
-        draws = post[rv.name].values
-        transform = model.rvs_to_transforms[rv]
-        if transform is not None:
-            x = pt.tensor(dtype="float64", shape=(None,) * draws.ndim)
-            forward = pytensor.function([x], transform.forward(x, *rv.owner.inputs))
-            draws = forward(draws)
+        draws = _unconstrained(model, rv, post[rv.name].values)
         parts.append(draws.reshape(*draws.shape[:2], -1))
         names.append(value.name)
     return names, np.concatenate(parts, axis=-1)
+
+
+def prior_flat(model: pm.Model, flat: FlatModel, n: int, seed: int) -> np.ndarray:
+    """Return ``n`` draws from ``model``'s prior in its flat unconstrained layout, (n, size).
+
+    PyMC's forward sampling ignores transforms: a variable whose draws have no
+    finite unconstrained value (an ordered vector drawn unordered) starts from
+    PyMC's jittered initial point instead.
+    """
+    free = model.free_RVs
+    values = pm.draw(free, draws=n, random_seed=seed)
+    jittered = initial_flat(model, flat, np.random.SeedSequence(seed).generate_state(n))
+    point = flat.unflatten(jittered)
+    for rv, draws in zip(free, values, strict=True):
+        name = model.rvs_to_values[rv].name
+        moved = _unconstrained(model, rv, np.asarray(draws, dtype=np.float64))
+        if np.isfinite(moved).all():
+            point[name] = moved.reshape(point[name].shape)
+    return np.concatenate([point[name].reshape(n, -1) for name in flat.shapes], axis=1)
+
+
+def _unconstrained(model: pm.Model, rv: Any, draws: np.ndarray) -> np.ndarray:
+    """Map draws of ``rv`` to its value variable's unconstrained space."""
+    transform = model.rvs_to_transforms[rv]
+    if transform is None:
+        return draws
+    x = pt.tensor(dtype="float64", shape=(None,) * draws.ndim)
+    forward = pytensor.function([x], transform.forward(x, *rv.owner.inputs))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return forward(draws)

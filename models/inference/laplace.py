@@ -197,14 +197,27 @@ def _search_modes(
     if start is not None:
         starts[0] = start
     searches = find_modes(flat.log_density, starts, maxiter=maxiter)
-    converged, iterations = searches.converged, searches.iterations
+    modes = fit_gaussians(flat, searches.x, hessian)
+    for mode, done, its in zip(modes, searches.converged, searches.iterations, strict=True):
+        mode["converged"] = mode["converged"] and bool(done)
+        mode["iterations"] += int(its)
+    return modes
+
+
+def fit_gaussians(flat: FlatModel, found: np.ndarray, hessian: str) -> list[dict[str, Any]]:
+    """Return the Laplace Gaussian (``hessian``) of the posterior at each row of ``found``.
+
+    For ``last_layer`` the output layer and the likelihood's parameters are first
+    moved to their mode given the hidden layers (``converged`` and ``iterations``
+    record that search). The curvatures are computed in parallel threads (JAX
+    releases the GIL).
+    """
+    converged, iterations = np.ones(len(found), dtype=bool), np.zeros(len(found), dtype=int)
     if hessian == "last_layer":
-        index = flat.last_layer_indices()
-        searches = find_modes(flat.log_density, searches.x, coordinates=index)
-        converged = converged & searches.converged
-        iterations = iterations + searches.iterations
-    with ThreadPoolExecutor(min(len(seeds), os.cpu_count() or 1)) as pool:
-        modes = list(pool.map(lambda x: _gaussian(flat, x, hessian), searches.x))
+        search = find_modes(flat.log_density, found, coordinates=flat.last_layer_indices())
+        found, converged, iterations = search.x, search.converged, search.iterations
+    with ThreadPoolExecutor(min(len(found), os.cpu_count() or 1)) as pool:
+        modes = list(pool.map(lambda x: _gaussian(flat, x, hessian), found))
     for mode, done, its in zip(modes, converged, iterations, strict=True):
         mode |= {"converged": bool(done), "iterations": int(its)}
     return modes

@@ -39,7 +39,9 @@ class FlatModel:
     and ``value_and_grad(x)`` of one vector with its gradient;
     ``log_prior(x)``: all but the likelihood (the prior, or the Gaussian an
     ``update`` put in its place); ``log_likelihood(x, head)``: the
-    observed part, with the network output replaced by ``head``; ``head(x)``: the
+    observed part, with the network output replaced by ``head``;
+    ``log_likelihood_rows(x)``: its terms, one per observation (and output);
+    ``head(x)``: the
     network output (obs, head). ``blocks`` holds the jitted Hessian-vector
     products by curvature (see :func:`precision_parts`).
     """
@@ -50,6 +52,7 @@ class FlatModel:
     value_and_grad: Any
     log_prior: Any
     log_likelihood: Any
+    log_likelihood_rows: Any
     head: Any
     blocks: dict[str, Any]
 
@@ -119,6 +122,8 @@ def flat_model(model: pm.Model, temperature: float = 1.0) -> FlatModel:
         "prior": (values, [model.logp() - log_lik_plain]),
         "likelihood": ([*values, head], [log_lik_of_head]),
         "head": (values, [net_out]),
+        # the likelihood of each observation (an ensemble member's bootstrap weights them)
+        "rows": (values, [model.logp(vars=model.observed_RVs, sum=False)[0] / temperature]),
     }
 
     @functools.cache
@@ -146,6 +151,7 @@ def flat_model(model: pm.Model, temperature: float = 1.0) -> FlatModel:
         value_and_grad=jax.jit(jax.value_and_grad(of("posterior"))),
         log_prior=jax.jit(prior_fn),
         log_likelihood=jax.jit(log_lik_fn),
+        log_likelihood_rows=of("rows"),
         head=jax.jit(head_fn),
         blocks=blocks,
     )
