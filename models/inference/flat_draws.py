@@ -117,14 +117,17 @@ def prior_flat(model: pm.Model, flat: FlatModel, n: int, seed: int) -> np.ndarra
     PyMC's jittered initial point instead.
     """
     free = model.free_RVs
-    values = pm.draw(free, draws=n, random_seed=seed)
-    jittered = initial_flat(model, flat, np.random.SeedSequence(seed).generate_state(n))
-    point = flat.unflatten(jittered)
+    # a few draws: compiling for speed would take longer than drawing (0.6 s against 0.04)
+    values = pm.draw(free, draws=n, random_seed=seed, mode="FAST_COMPILE")
+    point = {}
     for rv, draws in zip(free, values, strict=True):
         name = model.rvs_to_values[rv].name
-        moved = _unconstrained(model, rv, np.asarray(draws, dtype=np.float64))
-        if np.isfinite(moved).all():
-            point[name] = moved.reshape(point[name].shape)
+        point[name] = _unconstrained(model, rv, np.asarray(draws, dtype=np.float64))
+    if not all(np.isfinite(v).all() for v in point.values()):
+        jittered = initial_flat(model, flat, np.random.SeedSequence(seed).generate_state(n))
+        for name, start in flat.unflatten(jittered).items():
+            if not np.isfinite(point[name]).all():
+                point[name] = start
     return np.concatenate([point[name].reshape(n, -1) for name in flat.shapes], axis=1)
 
 
@@ -134,6 +137,6 @@ def _unconstrained(model: pm.Model, rv: Any, draws: np.ndarray) -> np.ndarray:
     if transform is None:
         return draws
     x = pt.tensor(dtype="float64", shape=(None,) * draws.ndim)
-    forward = pytensor.function([x], transform.forward(x, *rv.owner.inputs))
+    forward = pytensor.function([x], transform.forward(x, *rv.owner.inputs), mode="FAST_COMPILE")
     with np.errstate(invalid="ignore", divide="ignore"):
         return forward(draws)
