@@ -29,7 +29,6 @@ Four parts (issue 13's targets), each a table in ``benchmarks/out/`` and the REA
     python benchmarks/local_approximations.py --part gap --quick
 """
 
-import argparse
 import json
 import subprocess
 import sys
@@ -39,12 +38,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from parts import run_parts
 from scipy import special
 
 from bnncat import data
 from bnncat.models import MLP, fit, predict
 
-OUT = Path(__file__).resolve().parent / "out"
 FIGURES = Path(__file__).resolve().parent / "figures"
 GAP = (-1.0, 1.0)
 
@@ -304,17 +303,7 @@ PARTS = {"gap": part_gap, "mcycle": part_mcycle, "marglik": part_marglik, "speed
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=list(PARTS), action="append")
-    parser.add_argument("--quick", action="store_true", help="fewer draws, seeds and splits")
-    args = parser.parse_args()
-    OUT.mkdir(exist_ok=True)
-    for part in args.part or list(PARTS):
-        table = PARTS[part](args.quick)
-        table.to_csv(OUT / f"local_approximations_{part}.csv", index=False)
-        markdown = table.to_markdown(index=False, floatfmt=".3f")
-        (OUT / f"local_approximations_{part}.md").write_text(markdown + "\n")
-        print(f"\n## {part}\n\n{markdown}\n", flush=True)
+    run_parts(__doc__.split("\n")[0], "local_approximations", PARTS)
 
 
 if __name__ == "__main__":

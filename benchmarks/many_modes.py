@@ -13,7 +13,6 @@
     python benchmarks/many_modes.py --part ensemble
 """
 
-import argparse
 import json
 import subprocess
 import sys
@@ -23,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from parts import run_parts
 
-OUT = Path(__file__).resolve().parent / "out"
 CONTENDERS = {
     "nuts": {"method": "nuts"},
     "ensemble": {"method": "ensemble", "members": 10},
@@ -146,17 +145,7 @@ PARTS = {"ensemble": part_ensemble}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=list(PARTS), action="append")
-    parser.add_argument("--quick", action="store_true", help="fewer splits")
-    args = parser.parse_args()
-    OUT.mkdir(exist_ok=True)
-    for part in args.part or list(PARTS):
-        table = PARTS[part](args.quick)
-        table.to_csv(OUT / f"many_modes_{part}.csv", index=False)
-        markdown = table.to_markdown(index=False, floatfmt=".3f")
-        (OUT / f"many_modes_{part}.md").write_text(markdown + "\n")
-        print(f"\n## {part}\n\n{markdown}\n", flush=True)
+    run_parts(__doc__.split("\n")[0], "many_modes", PARTS)
 
 
 if __name__ == "__main__":
