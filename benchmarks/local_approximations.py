@@ -30,7 +30,6 @@ Four parts (issue 13's targets), each a table in ``benchmarks/out/`` and the REA
 """
 
 import json
-import subprocess
 import sys
 import time
 import warnings
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from parts import run_parts
+from parts import in_fresh_process, run_parts
 from scipy import special
 
 from bnncat import data
@@ -281,16 +280,11 @@ def part_speed(quick: bool) -> pd.DataFrame:
     rows = []
     for case, contenders in SPEED_CASES.items():
         for contender in contenders:
-            code = (
-                "import sys, json; sys.path.insert(0, 'benchmarks');"
-                "from local_approximations import one_timing;"
-                f"print('RESULT', json.dumps(one_timing({case!r}, {contender!r})))"
-            )
-            done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-            line = [x for x in done.stdout.splitlines() if x.startswith("RESULT")]
-            result = json.loads(line[0].split(maxsplit=1)[1]) if line else {"seconds": np.nan}
-            if not line:
-                print(done.stderr[-2000:])
+            try:
+                result = in_fresh_process("local_approximations", "one_timing", case, contender)
+            except RuntimeError as failed:
+                print(failed)
+                result = {"seconds": np.nan}
             rows.append({"case": case, "contender": contender, **result})
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)

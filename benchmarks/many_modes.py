@@ -13,8 +13,6 @@
     python benchmarks/many_modes.py --part ensemble
 """
 
-import json
-import subprocess
 import sys
 import time
 import warnings
@@ -22,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from parts import run_parts
+from parts import in_fresh_process, run_parts
 
 CONTENDERS = {
     "nuts": {"method": "nuts"},
@@ -75,24 +73,13 @@ def one_fit(case: str, contender: str, split: int = 0) -> dict:
     return {"seconds": seconds, "pointwise": [float(v) for v in pointwise]}
 
 
-def _in_fresh_process(case: str, contender: str, split: int) -> dict:
-    code = (
-        "import sys, json; sys.path.insert(0, 'benchmarks');"
-        "from many_modes import one_fit;"
-        f"print('RESULT', json.dumps(one_fit({case!r}, {contender!r}, {split})))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    line = [x for x in done.stdout.splitlines() if x.startswith("RESULT")]
-    if not line:
-        raise RuntimeError(done.stderr[-3000:])
-    return json.loads(line[0].split(maxsplit=1)[1])
-
-
 def part_ensemble(quick: bool) -> pd.DataFrame:
     rows = []
     for case, splits in (("iii", 1), ("mcycle", 2 if quick else MCYCLE_SPLITS)):
         for split in range(splits):
-            runs = {c: _in_fresh_process(case, c, split) for c in CONTENDERS}
+            runs = {
+                c: in_fresh_process("many_modes", "one_fit", case, c, split) for c in CONTENDERS
+            }
             nuts = np.asarray(runs["nuts"]["pointwise"])
             for contender, run in runs.items():
                 lpd = np.asarray(run["pointwise"])

@@ -1,6 +1,9 @@
-"""The command line every benchmark of parts shares: pick parts, run them, write their tables."""
+"""What the benchmarks of parts share: a measurement in a fresh process, and the command line."""
 
 import argparse
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,3 +27,22 @@ def run_parts(
         markdown = table.to_markdown(index=False, floatfmt=".3f")
         (OUT / f"{name}_{part}.md").write_text(markdown + "\n")
         print(f"\n## {part}\n\n{markdown}\n", flush=True)
+
+
+def in_fresh_process(module: str, function: str, *args: object) -> dict:
+    """Return ``benchmarks/<module>.<function>(*args)`` (a JSON-able dict) run in a new Python.
+
+    A fresh process pays what a user's new session pays: imports aside, graph
+    building and compilation. Raises RuntimeError with the child's error output.
+    """
+    call = f"{function}({', '.join(repr(a) for a in args)})"
+    code = (
+        "import sys, json; sys.path.insert(0, 'benchmarks');"
+        f"from {module} import {function};"
+        f"print('RESULT', json.dumps({call}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    line = [x for x in done.stdout.splitlines() if x.startswith("RESULT")]
+    if not line:
+        raise RuntimeError(done.stderr[-3000:])
+    return json.loads(line[0].split(maxsplit=1)[1])
