@@ -147,8 +147,14 @@ def _add_method_arguments(fit: argparse.ArgumentParser) -> None:
 
     fit.add_argument("--method", choices=list(METHODS), default="nuts", help="inference method")
     fit.add_argument("--draws", type=int, default=1000, help="draws per chain (or from ADVI)")
-    fit.add_argument("--tune", type=int, default=1000, help="NUTS warm-up iterations per chain")
-    fit.add_argument("--chains", type=int, default=4, help="NUTS chains")
+    fit.add_argument(
+        "--tune",
+        type=int,
+        help="warm-up iterations per chain (NUTS 1000; dei 100; mclmc: 2000 tuning steps)",
+    )
+    fit.add_argument(
+        "--chains", type=int, default=4, help="chains (NUTS, sgmcmc) or independent runs (smc)"
+    )
     fit.add_argument(
         "--nuts-sampler",
         choices=NUTS_SAMPLERS,
@@ -185,6 +191,7 @@ def _add_method_arguments(fit: argparse.ArgumentParser) -> None:
         help="Laplace: choose the prior and noise sds by the evidence (plain MLP)",
     )
     _add_ensemble_arguments(fit)
+    _add_member_chain_arguments(fit)
 
 
 def _add_ensemble_arguments(fit: argparse.ArgumentParser) -> None:
@@ -204,6 +211,30 @@ def _add_ensemble_arguments(fit: argparse.ArgumentParser) -> None:
         help="ensemble: 'laplace' draws --draws times from each member's Laplace Gaussian "
         "(needed for the diagnosis, which wants 20 draws a chain)",
     )
+
+
+def _add_member_chain_arguments(fit: argparse.ArgumentParser) -> None:
+    fit.add_argument(
+        "--chains-per-member", type=int, help="dei, mclmc: chains started from each member"
+    )
+    fit.add_argument("--thin", type=int, help="mclmc, sgmcmc: steps per kept draw")
+    fit.add_argument("--swag-epochs", type=int, help="swag: SGD epochs collected after training")
+    fit.add_argument("--swag-learning-rate", type=float, help="swag: SGD's constant step size")
+    fit.add_argument("--rank", type=int, help="swag: rank of each member's low-rank covariance")
+    fit.add_argument(
+        "--batch-size", type=int, help="advi, swag, sgmcmc: rows per minibatch (default: all)"
+    )
+    fit.add_argument("--kernel", help="smc: imh or mh; sgmcmc: sgld or sghmc")
+    fit.add_argument("--threshold", type=float, help="smc: ESS share that sets each new beta")
+    fit.add_argument(
+        "--correlation-threshold", type=float, help="smc: how long each stage's kernel moves"
+    )
+    fit.add_argument("--step-size", type=float, help="sgmcmc: step size (default: set by n)")
+    fit.add_argument(
+        "--schedule", choices=("constant", "cyclical"), help="sgmcmc: step-size schedule"
+    )
+    fit.add_argument("--cycles", type=int, help="sgmcmc: cycles of the cyclical schedule")
+    fit.add_argument("--burn-in", type=int, help="sgmcmc: steps before the first kept draw")
 
 
 def _add_diagnose_parser(sub: Any) -> None:
@@ -387,7 +418,7 @@ def _write_relabelled_summary(idata: Any, report: Any, out: Path, written: dict)
 
 
 def _method_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Pick the command-line options that the chosen method takes (``--chains`` is NUTS's only)."""
+    """Pick the command-line options that the chosen method takes (each ignores the others)."""
     from bnncat.models.inference import METHODS
 
     given = {
@@ -409,6 +440,19 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
         "bootstrap": args.bootstrap,
         "adam_steps": args.adam_steps,
         "gaussian": args.gaussian,
+        "chains_per_member": args.chains_per_member,
+        "thin": args.thin,
+        "swag_epochs": args.swag_epochs,
+        "swag_learning_rate": args.swag_learning_rate,
+        "rank": args.rank,
+        "batch_size": args.batch_size,
+        "kernel": args.kernel,
+        "threshold": args.threshold,
+        "correlation_threshold": args.correlation_threshold,
+        "step_size": args.step_size,
+        "schedule": args.schedule,
+        "cycles": args.cycles,
+        "burn_in": args.burn_in,
         "progressbar": not args.no_progress,
     }
     takes = METHODS[args.method].options

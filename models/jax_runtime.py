@@ -1,8 +1,9 @@
-"""How a fit runs its JAX computations: precision and compilation cache.
+"""How a fit runs its JAX computations: precision, compilation cache and devices.
 
-Each helper is a context manager that changes JAX's global settings for the
-duration of one fit and puts them back afterwards, so that a user's own JAX
-code in the same session runs as it would without the catalogue.
+The context managers change JAX's global settings for the duration of one fit
+and put them back afterwards, so that a user's own JAX code in the same session
+runs as it would without the catalogue; :func:`over_devices` spreads independent
+searches or chains over the host's XLA devices.
 """
 
 import os
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 #: Environment variable naming the folder of the persistent compilation cache, or
 #: ``off`` to compile afresh in every fit.
@@ -125,3 +128,28 @@ def jax_session(precision: str) -> Iterator[None]:
         stack.enter_context(compilation_cache())
         stack.enter_context(jax_precision(precision))
         yield
+
+
+def over_devices(run: Any, rows: np.ndarray, args: Any, *, vectorise: bool = True) -> Any:
+    """Apply ``run(row, arg)`` to every row of ``rows``: an equal share of rows per XLA device.
+
+    Rows are spread over the host devices (``pmap``) in equal shares, using the
+    fewest devices that keep them equal; within a share they run vectorised
+    (``vmap``: optimisers, fixed-length samplers) or, with ``vectorise=False``,
+    one after another (``lax.map``: NUTS, whose vectorised trees would all take
+    the longest one's steps). ``args`` is a pytree with one leading row per row.
+    """
+    import jax
+
+    n = len(rows)
+    share = -(-n // jax.local_device_count())
+    devices = -(-n // share)
+    pad = devices * share - n
+
+    def split(a: Any) -> Any:
+        a = np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) if pad else np.asarray(a)
+        return a.reshape(devices, share, *a.shape[1:])
+
+    within = jax.vmap(run) if vectorise else (lambda r, a: jax.lax.map(lambda ra: run(*ra), (r, a)))
+    out = jax.pmap(within)(split(rows), jax.tree.map(split, args))
+    return jax.tree.map(lambda a: np.asarray(a).reshape(devices * share, *a.shape[2:])[:n], out)

@@ -275,3 +275,15 @@ def test_an_ensemble_from_the_command_line(tmp_path, capsys):
     plain = ["fit", "--data", "mcycle", "--method", "ensemble", "--out", str(tmp_path / "p")]
     assert main(plain) == 2
     assert "gaussian='laplace'" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:R-hat of the predictions")
+def test_chains_from_ensemble_members_from_the_command_line(tmp_path):
+    out = tmp_path / "res"
+    argv = ["fit", "--data", "mcycle", "--method", "dei", "--members", "2", "--tune", "20"]
+    argv += ["--chains-per-member", "2", "--adam-steps", "30", "--maxiter", "30", "--draws", "20"]
+    assert main([*argv, "--hidden", "2", "--out", str(out), "--no-progress"]) == 0
+    idata = load(out / "fit.nc")
+    options = json.loads(idata.attrs["bnncat_fit"])
+    assert options["tune"] == 20 and options["chains_per_member"] == 2
+    assert idata["posterior"].sizes["chain"] == 4 and (out / "report.html").is_file()

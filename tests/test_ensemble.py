@@ -86,7 +86,7 @@ def test_each_member_is_the_mode_of_its_own_anchored_and_bootstrapped_objective(
         anchors = prior_flat(problem.model, flat, 3, seed=2)
         weights, tilts = ensemble._member_terms(problem, flat, anchors, True, True, seed=5)
         found = ensemble.find_modes(
-            ensemble._member_objective(flat), anchors, args=(weights, tilts), maxiter=3000
+            ensemble.member_objective(flat), anchors, args=(weights, tilts), maxiter=3000
         )
         grads = np.stack([np.asarray(flat.value_and_grad(x)[1]) for x in found.x])
     assert (weights.sum(axis=1) == len(sine.y)).all() and (weights != 1).any()
@@ -105,7 +105,7 @@ def test_each_member_is_the_mode_of_its_own_anchored_and_bootstrapped_objective(
 
         own = np.stack(
             [
-                np.asarray(jax.grad(ensemble._member_objective(flat))(x, (w, t)))
+                np.asarray(jax.grad(ensemble.member_objective(flat))(x, (w, t)))
                 for x, w, t in zip(found.x, weights, tilts, strict=True)
             ]
         )

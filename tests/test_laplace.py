@@ -33,7 +33,7 @@ def _fd_hessian(model, x, h=1e-5):
 
     def grad(flat):
         return -dlogp(
-            {k: v[0] for k, v in laplace_curvature._unflatten(flat[None], shapes).items()}
+            {k: v[0] for k, v in laplace_curvature.unflatten_values(flat[None], shapes).items()}
         )
 
     cols = []
@@ -55,7 +55,9 @@ def test_the_covariance_is_the_inverse_hessian_at_the_map(tiny_model):
         mode = _mode(tiny_model, flat, seed=1, hessian="full")
         diag = _mode(tiny_model, flat, seed=1, hessian="diag")["cov"]
     shapes = {v.name: np.shape(tiny_model.initial_point()[v.name]) for v in tiny_model.value_vars}
-    point = {k: v[0] for k, v in laplace_curvature._unflatten(mode["mean"][None], shapes).items()}
+    point = {
+        k: v[0] for k, v in laplace_curvature.unflatten_values(mode["mean"][None], shapes).items()
+    }
     dlogp = tiny_model.compile_dlogp(jacobian=True)
     assert np.abs(dlogp(point)).max() < 1e-3  # a mode: the gradient vanishes
     assert mode["converged"] and mode["newton_decrement"] < 1e-8
@@ -178,7 +180,7 @@ def test_the_linearized_predictive_expands_the_network_at_each_map():
         names = [v.name for v in model.value_vars if v.name != "y"]
         head = linearized._linearized_head(model, names, means, means[:, None, :])
     shapes = {n: np.shape(model.initial_point()[n]) for n in names}
-    at_map = laplace_curvature._unflatten(means, shapes)
+    at_map = laplace_curvature.unflatten_values(means, shapes)
     at_map["sigma"] = np.exp(at_map.pop("sigma_log__"))
     np.testing.assert_allclose(
         net.mean_of_head(head[:, 0], {}, spec), net.forward(at_map, X_new, spec), atol=1e-9

@@ -257,6 +257,7 @@ def diagnose(
         rhat_threshold=inputs.settings["rhat_threshold"],
         vi_pareto_k=found["vi_pareto_k"],
         ordered=inputs.net.samples_canonically,
+        log_ml_spread=_log_ml_spread(inputs.idata),
     )
     verdict = tempered(verdict, _temperature(inputs))
     return DiagnosticReport(
@@ -293,3 +294,11 @@ def _options(inputs: DiagnosisInputs, found: dict[str, Any]) -> dict[str, Any]:
         "fit_method": method,
         "fit_kind": inputs.kind,
     }
+
+
+def _log_ml_spread(idata: Any) -> float | None:
+    """Range of the SMC runs' log marginal likelihood estimates; None for other fits."""
+    if "smc" not in idata.children:
+        return None
+    estimates = idata["smc"]["log_marginal_likelihood"].values
+    return float(np.ptp(estimates))

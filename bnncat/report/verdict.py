@@ -81,17 +81,21 @@ def judge(
     rhat_threshold: float = RHAT_MAX,
     vi_pareto_k: float | None = None,
     ordered: bool = False,
+    log_ml_spread: float | None = None,
 ) -> Verdict:
     """Decide the status from the tables of a diagnosis (see :func:`diagnose`).
 
     ``ordered`` says the net already samples under ordering constraints
-    (``OrderedMLP``), so the verdict does not suggest them.
+    (``OrderedMLP``), so the verdict does not suggest them; ``log_ml_spread`` is the
+    range of the SMC runs' log marginal likelihood estimates (SMC fits only).
     """
     chains = len(functional)
     rhat = convergence["max_rhat"]
     ess_pred = float(convergence.loc["predictions", "min_ess_bulk"])
     if kind != "mcmc":
         pred_rhat = float(rhat.loc["predictions"]) if chains > 1 else float("nan")
+        if kind == "smc":
+            return _judge_smc(chains, pred_rhat, rhat_threshold, log_ml_spread)
         return _judge_approximation(vi_pareto_k, chains, pred_rhat, rhat_threshold)
     steps = _sampler_steps(sampler)
     if chains < 2:
@@ -294,6 +298,37 @@ def _where_copies_differ(
         "the chains hop between symmetric copies, so every raw weight's marginal "
         "is a mixture of copies"
     )
+
+
+def _judge_smc(
+    chains: int, pred_rhat: float, rhat_threshold: float, log_ml_spread: float | None
+) -> Verdict:
+    """Judge the particles of independent SMC runs by their agreement."""
+    sentence = (
+        f"the draws are the final particles of {chains} independent SMC run(s) tempered from "
+        "the prior, not Markov chains: there are no divergences, and resampling duplicates "
+        "particles, so ESS overstates the independent draws."
+    )
+    agree = chains > 1 and pred_rhat <= rhat_threshold
+    if chains > 1:
+        sentence += (
+            f" R-hat of the predictions across runs is {pred_rhat:.2f}: the runs' particles "
+            + ("cover the same function." if agree else "settled on different modes.")
+        )
+    if log_ml_spread is not None and chains > 1:
+        agree = agree and log_ml_spread <= 1.0
+        sentence += f" Their log marginal likelihood estimates span {log_ml_spread:.1f} nats" + (
+            "." if log_ml_spread <= 1.0 else ": more than 1, they did not reach one posterior."
+        )
+    sentence += " Even agreeing runs can all miss the same posterior mass."
+    steps = (
+        ()
+        if agree
+        else (
+            "raise draws or threshold (0.9), lower correlation_threshold (0.001), try kernel='mh'",
+        )
+    )
+    return Verdict("-" if agree else "d", sentence, (*steps, "confirm with NUTS where it matters"))
 
 
 def _judge_approximation(

@@ -17,6 +17,11 @@ from bnncat.models.inference.advi import fit_advi, fit_fullrank_advi  # isort: s
 from bnncat.models.inference.laplace import fit_laplace  # isort: skip
 from bnncat.models.inference.pathfinder import fit_pathfinder  # isort: skip
 from bnncat.models.inference.ensemble import fit_ensemble  # isort: skip
+from bnncat.models.inference.swag import fit_swag  # isort: skip
+from bnncat.models.inference.dei import fit_dei  # isort: skip
+from bnncat.models.inference.mclmc import fit_mclmc  # isort: skip
+from bnncat.models.inference.smc import fit_smc  # isort: skip
+from bnncat.models.inference.sgmcmc import fit_sgmcmc  # isort: skip
 from bnncat.models.inference.dispatch import fit
 from bnncat.models.inference.registry import (
     KINDS,
@@ -33,12 +38,17 @@ __all__ = [
     "Method",
     "fit",
     "fit_advi",
+    "fit_dei",
     "fit_ensemble",
     "fit_fullrank_advi",
     "fit_kind",
     "fit_laplace",
+    "fit_mclmc",
     "fit_nuts",
     "fit_pathfinder",
+    "fit_sgmcmc",
+    "fit_smc",
+    "fit_swag",
     "method_kind",
     "register",
 ]

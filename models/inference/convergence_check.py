@@ -68,8 +68,8 @@ def warn_if_unconverged(conv: dict[str, float]) -> None:
     if conv["max_rhat"] > RHAT_MAX:
         problems.append(
             f"R-hat of the predictions at the training inputs is {conv['max_rhat']:.3f} "
-            f"(> {RHAT_MAX}): the chains disagree on the fitted function; run longer (tune, draws) "
-            "or compare chains"
+            f"(> {RHAT_MAX}): the chains disagree on the fitted function; run longer "
+            "(warm-up, draws) or compare chains"
         )
     if conv["min_ess_bulk"] < MIN_ESS_PER_CHAIN * conv["chains"]:
         problems.append(

@@ -30,8 +30,10 @@ def fit(net: Any, X: object, y: object, *, method: str = "nuts", **options: Any)
         Targets: real values (n,) or (n, n_outputs) for regression, integer
         labels (n,) for classification.
     method : str
-        A registered method: ``"nuts"`` (:func:`~bnncat.models.inference.fit_nuts`),
-        ``"advi"`` (:func:`~bnncat.models.inference.fit_advi`) or ``"fullrank_advi"``.
+        A registered method (``bnncat.models.inference.METHODS``): ``"nuts"``,
+        ``"advi"``, ``"fullrank_advi"``, ``"laplace"``, ``"pathfinder"``,
+        ``"ensemble"``, ``"swag"``, ``"dei"``, ``"mclmc"``, ``"smc"``, ``"sgmcmc"``;
+        each is documented at its ``bnncat.models.inference.fit_<method>``.
     **options
         The method's options.
 

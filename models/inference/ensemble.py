@@ -22,8 +22,8 @@ from pytensor.graph.traversal import ancestors
 from bnncat.models.inference.flat_draws import draw_gaussians, draws_as_tree, prior_flat
 from bnncat.models.inference.laplace import fit_gaussians
 from bnncat.models.inference.laplace_curvature import HESSIANS, FlatModel, flat_model
-from bnncat.models.inference.map_search import LEARNING_RATE, find_modes
-from bnncat.models.inference.problem import prepare_problem, record_fit
+from bnncat.models.inference.map_search import LEARNING_RATE, Searches, find_modes
+from bnncat.models.inference.problem import Problem, prepare_problem, record_fit
 from bnncat.models.inference.registry import register
 from bnncat.models.jax_runtime import jax_session
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
@@ -120,16 +120,7 @@ def fit_ensemble(
     seeds = np.random.SeedSequence(problem.random_seed).generate_state(3)
     with jax_session("float64"):
         flat = flat_model(problem.model, problem.temperature)
-        starts = prior_flat(problem.model, flat, members, int(seeds[0]))
-        args = _member_terms(problem, flat, starts, anchored, bootstrap, int(seeds[1]))
-        found = find_modes(
-            _member_objective(flat),
-            starts,
-            args=args,
-            adam_steps=adam_steps,
-            maxiter=maxiter,
-            learning_rate=learning_rate,
-        )
+        found = train_members(problem, flat, members, seeds[:2], **_training(options))
         if gaussian == "laplace":
             draws_flat = draw_gaussians(
                 fit_gaussians(flat, found.x, hessian), problem.draws, int(seeds[2])
@@ -140,15 +131,63 @@ def fit_ensemble(
     idata = draws_as_tree(problem, flat, draws_flat)
     coords = {"chain": np.arange(members), "draw": np.arange(problem.draws)}
     idata["sample_stats"] = xr.Dataset({"log_p": (("chain", "draw"), log_p)}, coords=coords)
-    idata["ensemble"] = xr.Dataset(
+    idata["ensemble"] = members_group(flat, found)
+    return record_fit(idata, problem, "ensemble", options | {"store_mu": store_mu})
+
+
+def train_members(
+    problem: Problem,
+    flat: FlatModel,
+    members: int,
+    seeds: np.ndarray,
+    *,
+    anchored: bool = False,
+    bootstrap: bool = False,
+    adam_steps: int = 2000,
+    maxiter: int = 1000,
+    learning_rate: float = LEARNING_RATE,
+) -> Searches:
+    """Train ``members`` networks from prior draws, in one JAX program (two ``seeds``)."""
+    starts = prior_flat(problem.model, flat, members, int(seeds[0]))
+    args = _member_terms(problem, flat, starts, anchored, bootstrap, int(seeds[1]))
+    return find_modes(
+        member_objective(flat),
+        starts,
+        args=args,
+        adam_steps=adam_steps,
+        maxiter=maxiter,
+        learning_rate=learning_rate,
+    )
+
+
+def members_group(flat: FlatModel, found: Searches) -> xr.Dataset:
+    """Each member's log posterior, L-BFGS iterations and convergence, by chain."""
+    return xr.Dataset(
         {
             "log_posterior": ("chain", flat.log_densities(found.x)),
             "iterations": ("chain", found.iterations),
             "converged": ("chain", found.converged),
         },
-        coords={"chain": np.arange(members)},
+        coords={"chain": np.arange(len(found.x))},
     )
-    return record_fit(idata, problem, "ensemble", options | {"store_mu": store_mu})
+
+
+def check_training(
+    members: object, adam_steps: object, learning_rate: object, maxiter: object
+) -> dict[str, Any]:
+    """Validate how the members are trained, before any work; return the options as recorded."""
+    return {
+        "members": check_positive_int(members, "members"),
+        "adam_steps": check_positive_int(adam_steps, "adam_steps", minimum=0),
+        "learning_rate": check_positive_float(learning_rate, "learning_rate"),
+        "maxiter": check_positive_int(maxiter, "maxiter"),
+    }
+
+
+def _training(options: dict[str, Any]) -> dict[str, Any]:
+    """Pick the options of :func:`train_members` from a fit's recorded options."""
+    names = ("anchored", "bootstrap", "adam_steps", "maxiter", "learning_rate")
+    return {name: options[name] for name in names if name in options}
 
 
 def _check_options(
@@ -166,11 +205,7 @@ def _check_options(
     for value, name in ((anchored, "anchored"), (bootstrap, "bootstrap")):
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be True or False; got {value!r}")
-    options = {
-        "members": check_positive_int(members, "members"),
-        "adam_steps": check_positive_int(adam_steps, "adam_steps", minimum=0),
-        "learning_rate": check_positive_float(learning_rate, "learning_rate"),
-        "maxiter": check_positive_int(maxiter, "maxiter"),
+    options = check_training(members, adam_steps, learning_rate, maxiter) | {
         "gaussian": check_choice(gaussian, GAUSSIANS, "gaussian"),
         "hessian": check_choice(hessian, HESSIANS, "hessian"),
         "anchored": anchored,
@@ -184,7 +219,7 @@ def _check_options(
     return options
 
 
-def _member_objective(flat: FlatModel) -> Any:
+def member_objective(flat: FlatModel) -> Any:
     """Log posterior of one member: bootstrap-weighted likelihood, prior, anchor's tilt."""
     import jax.numpy as jnp
 

@@ -67,7 +67,7 @@ class FlatModel:
 
     def unflatten(self, flat: Any) -> dict[str, Any]:
         """Split (..., n) flat values into {value name: (..., *shape)}."""
-        return _unflatten(flat, self.shapes)
+        return unflatten_values(flat, self.shapes)
 
     def log_densities(self, xs: np.ndarray) -> np.ndarray:
         """Log posterior of every row of ``xs`` (..., size), a bounded number of rows at a time."""
@@ -88,7 +88,8 @@ class FlatModel:
         return np.asarray(keep, dtype=int)
 
 
-def _unflatten(flat: Any, shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+def unflatten_values(flat: Any, shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    """Split (..., n) flat values into {value name: (..., *shape)} for the given shapes."""
     out, start = {}, 0
     for name, shape in shapes.items():
         size = int(np.prod(shape))
@@ -136,7 +137,7 @@ def flat_model(model: pm.Model, temperature: float = 1.0) -> FlatModel:
             return get_jaxified_graph(*graphs[name])
 
     def of(name: str) -> Any:
-        return lambda x, *more: jaxified(name)(*_unflatten(x, shapes).values(), *more)[0]
+        return lambda x, *more: jaxified(name)(*unflatten_values(x, shapes).values(), *more)[0]
 
     log_lik_fn, head_fn, prior_fn = of("likelihood"), of("head"), of("prior")
     blocks = {

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from bnncat.models.jax_runtime import over_devices
+
 #: SciPy's L-BFGS tolerances: the largest gradient entry, and the relative decrease
 #: of the objective in one iteration, below which a search has converged.
 GTOL = 1e-5
@@ -71,35 +73,13 @@ def find_modes(
         return x0.at[index].set(z), value, iterations, converged
 
     per_start = np.zeros(len(starts)) if args is None else args
-    x, value, iterations, converged = _on_devices(search, starts, per_start)
+    x, value, iterations, converged = over_devices(search, starts, per_start)
     return Searches(
         x=np.asarray(x, dtype=np.float64),
         log_density=np.asarray(value, dtype=np.float64),
         iterations=np.asarray(iterations),
         converged=np.asarray(converged),
     )
-
-
-def _on_devices(search: Any, starts: np.ndarray, args: Any) -> tuple[Any, ...]:
-    """Run ``search`` on every (start, arg): an equal share of starts per XLA host device.
-
-    With more starts than devices each device runs its share vectorised; the
-    number of devices used is the smallest that keeps the shares equal.
-    """
-    import jax
-
-    n = len(starts)
-    share = -(-n // jax.local_device_count())
-    devices = -(-n // share)
-    pad = devices * share - n
-
-    def split(a: Any) -> Any:
-        a = np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) if pad else a
-        return a.reshape(devices, share, *a.shape[1:])
-
-    run = jax.pmap(jax.vmap(search))
-    out = run(split(starts), jax.tree.map(split, args))
-    return jax.tree.map(lambda a: np.asarray(a).reshape(devices * share, *a.shape[2:])[:n], out)
 
 
 def _adam(log_density: Any, x0: Any, steps: int, learning_rate: float) -> Any:
