@@ -54,20 +54,29 @@ def functional_modes(
     means = flat.mean(axis=1)
     var = flat.var(axis=1, ddof=1).mean(axis=0) if flat.shape[1] > 1 else np.zeros(flat.shape[2])
     scale = np.sqrt(var + 1e-12 * (1 + var.mean()))  # a constant output has no spread
-    z2 = ((means[:, None, :] - means[None, :, :]) / scale) ** 2  # (chain, chain, points)
-    top = max(1, int(np.ceil(0.1 * z2.shape[-1])))
-    distance = np.sqrt(np.sort(z2, axis=-1)[..., -top:].mean(axis=-1))
-    if chains > 1:
-        tree = linkage(squareform(distance, checks=False), method="average")
-        raw = fcluster(tree, t=threshold, criterion="distance")
-    else:
-        raw = np.ones(1, dtype=int)
-    relabel: dict[int, int] = {}
-    modes = [relabel.setdefault(int(c), len(relabel) + 1) for c in raw]
+    distance = top_rms_distance(means / scale)
+    modes = cluster_groups(distance, threshold)
     per_chain = pd.DataFrame({"mode": modes}, index=pd.RangeIndex(chains, name="chain"))
     if loglik is not None:
         per_chain["mean_loglik"] = loglik.sum(axis=-1).mean(axis=1)
     return per_chain, distance
+
+
+def top_rms_distance(rows: np.ndarray) -> np.ndarray:
+    """RMS over the 10% of coordinates where two rows differ most, for every pair of rows."""
+    sq = (rows[:, None, :] - rows[None, :, :]) ** 2
+    top = max(1, int(np.ceil(0.1 * sq.shape[-1])))
+    return np.sqrt(np.sort(sq, axis=-1)[..., -top:].mean(axis=-1))
+
+
+def cluster_groups(distance: np.ndarray, threshold: float) -> np.ndarray:
+    """Cut the average-linkage tree of ``distance`` at ``threshold``: groups 1, 2, ... in order."""
+    if len(distance) < 2:
+        return np.ones(len(distance), dtype=int)
+    tree = linkage(squareform(distance, checks=False), method="average")
+    raw = fcluster(tree, t=threshold, criterion="distance")
+    relabel: dict[int, int] = {}
+    return np.array([relabel.setdefault(int(c), len(relabel) + 1) for c in raw])
 
 
 def unit_census(

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import pdist, squareform
+from scipy.spatial.distance import pdist
 
+from bnncat.identifiability.functional import cluster_groups, top_rms_distance
 from bnncat.identifiability.relabel import canonicalize, resolve_net
 from bnncat.models.mlp import weight_names
 from bnncat.models.prediction import net_and_spec
@@ -64,11 +64,11 @@ def member_modes(
     params = {k: post[k].mean("draw").values[:, None] for k in _weights(net)}
     pred = np.asarray(net.forward(params | _rest(post), X, spec))[:, 0]
     scale = _noise_scale(post, pred)
-    function_distance = _top_rms_distance(pred.reshape(len(pred), -1) / scale)
+    function_distance = top_rms_distance(pred.reshape(len(pred), -1) / scale)
     raw = pdist(_flat_weights(post, net), "euclidean")
     canon = _flat_weights(canonicalize(idata, method="pivot", net=net)["posterior"], net)
     relabelled = pdist(canon, "euclidean")
-    function = _groups(function_distance, threshold)
+    function = cluster_groups(function_distance, threshold)
     members = pd.DataFrame({"function": function}, index=pd.RangeIndex(len(pred), name="chain"))
     if "ensemble" in idata.children and "log_posterior" in idata["ensemble"]:
         log_post = idata["ensemble"]["log_posterior"].values
@@ -132,23 +132,7 @@ def _noise_scale(post: xr.Dataset, pred: np.ndarray) -> float:
     return float(pred.std()) or 1.0
 
 
-def _top_rms_distance(means: np.ndarray) -> np.ndarray:
-    """RMS over the 10% of coordinates where two rows differ most, for every pair."""
-    sq = (means[:, None, :] - means[None, :, :]) ** 2
-    top = max(1, int(np.ceil(0.1 * sq.shape[-1])))
-    return np.sqrt(np.sort(sq, axis=-1)[..., -top:].mean(axis=-1))
-
-
 def _flat_weights(post: xr.Dataset, net: Any) -> np.ndarray:
     """Each member's mean weights and biases in one vector, (chain, size)."""
     parts = [post[k].mean("draw").values.reshape(post.sizes["chain"], -1) for k in _weights(net)]
     return np.concatenate(parts, axis=1)
-
-
-def _groups(distance: np.ndarray, threshold: float) -> np.ndarray:
-    """Average-linkage groups cut at ``threshold``, numbered in order of first appearance."""
-    if len(distance) < 2:
-        return np.ones(len(distance), dtype=int)
-    raw = fcluster(linkage(squareform(distance, checks=False), "average"), threshold, "distance")
-    relabel: dict[int, int] = {}
-    return np.array([relabel.setdefault(int(c), len(relabel) + 1) for c in raw])
