@@ -13,9 +13,10 @@ from typing import Any
 
 import xarray as xr
 
-#: What a method's draws are. ``mcmc``: several Markov chains; ``approximation``:
-#: draws from one fitted distribution (ADVI, Laplace, Pathfinder, SWAG);
-#: ``ensemble``: independent optima or members, one chain each; ``smc``: particles.
+#: What a method's draws are. ``mcmc``: several Markov chains (NUTS, and DEI, MCLMC,
+#: SG-MCMC); ``approximation``: draws from one fitted distribution (ADVI, Laplace,
+#: Pathfinder); ``ensemble``: independent optima or members, one chain each (deep
+#: ensembles, MultiSWAG); ``smc``: the particles of independent SMC runs.
 KINDS = ("mcmc", "approximation", "ensemble", "smc")
 
 
