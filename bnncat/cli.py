@@ -146,7 +146,11 @@ def _add_method_arguments(fit: argparse.ArgumentParser) -> None:
     from bnncat.models.inference.nuts import DEFAULT_NUTS_SAMPLER, NUTS_SAMPLERS
 
     fit.add_argument("--method", choices=list(METHODS), default="nuts", help="inference method")
-    fit.add_argument("--draws", type=int, default=1000, help="draws per chain (or from ADVI)")
+    fit.add_argument(
+        "--draws",
+        type=int,
+        help="draws per chain (method default: NUTS 1000; an ensemble member is one network)",
+    )
     fit.add_argument(
         "--tune",
         type=int,
@@ -208,8 +212,7 @@ def _add_ensemble_arguments(fit: argparse.ArgumentParser) -> None:
     fit.add_argument(
         "--gaussian",
         choices=GAUSSIANS,
-        help="ensemble: 'laplace' draws --draws times from each member's Laplace Gaussian "
-        "(needed for the diagnosis, which wants 20 draws a chain)",
+        help="ensemble: 'laplace' draws --draws times from each member's Laplace Gaussian",
     )
 
 
@@ -333,8 +336,11 @@ def run_fit(args: argparse.Namespace) -> int:
     X, y, task = _load_data(args)
     net = _build_net(args, y, task)
     net.data_spec(X, y)  # all input checks before the (slow) imports and the fit
-    if args.draws < MIN_DRAWS:  # diagnose()'s minimum
-        raise ValueError(
+    from bnncat.models.inference import method_kind
+
+    few = args.draws is not None and args.draws < MIN_DRAWS
+    if few and method_kind(args.method) != "ensemble":
+        raise ValueError(  # diagnose()'s minimum; an ensemble's members are its draws
             f"--draws {args.draws}: the diagnosis needs at least {MIN_DRAWS} draws per chain"
         )
 

@@ -16,6 +16,9 @@ PARETO_K_MAX = 0.7
 MIN_E_BFMI = 0.3
 #: NUTS's default maximum tree depth (PyMC, numpyro, nutpie, BlackJAX).
 DEFAULT_MAX_TREEDEPTH = 10
+#: Draws in all below which PSIS cannot fit its tail (at least 5 draws, a fifth of them):
+#: no LOO rows then (a plain ensemble of 10 members has 10 draws).
+MIN_LOO_DRAWS = 25
 #: Draws per chain below which R-hat and ESS mean nothing; ``diagnose`` refuses fewer.
 MIN_DRAWS = 20
 #: Nats of mean log-likelihood between functional modes above which the worse may be local optima.

@@ -63,50 +63,107 @@ def member_modes(
     post = idata["posterior"]
     params = {k: post[k].mean("draw").values[:, None] for k in _weights(net)}
     pred = np.asarray(net.forward(params | _rest(post), X, spec))[:, 0]
-    scale = _noise_scale(post, pred)
-    function_distance = top_rms_distance(pred.reshape(len(pred), -1) / scale)
-    raw = pdist(_flat_weights(post, net), "euclidean")
-    canon = _flat_weights(canonicalize(idata, method="pivot", net=net)["posterior"], net)
-    relabelled = pdist(canon, "euclidean")
-    function = cluster_groups(function_distance, threshold)
-    members = pd.DataFrame({"function": function}, index=pd.RangeIndex(len(pred), name="chain"))
+    members, distance = member_functions(pred, noise_scale(post, pred), threshold=threshold)
+    canon = canonicalize(idata, method="pivot", net=net)
+    pairs = symmetry_pairs(post, canon["posterior"], net)
+    i, j = pairs["member_a"].to_numpy(), pairs["member_b"].to_numpy()
+    function = members["function"].to_numpy()
+    pairs.insert(2, "same_function", function[i] == function[j])
+    pairs.insert(3, "function_distance", distance[i, j])
     if "ensemble" in idata.children and "log_posterior" in idata["ensemble"]:
         log_post = idata["ensemble"]["log_posterior"].values
         if len(log_post) == len(members):
             members["log_posterior"] = log_post
-    i, j = np.triu_indices(len(pred), k=1)
+    return members, pairs
+
+
+def member_functions(
+    pred: np.ndarray, scale: float, *, threshold: float = FUNCTION_THRESHOLD
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Group members by their mean predictions ``pred`` (member, ...) in units of ``scale``.
+
+    Returns the per-member ``function`` (1, 2, ... in order of first appearance) and the
+    member-to-member distances (RMS over the 10% of inputs where two members differ most).
+    A member's own draws (a Laplace or SWAG Gaussian) are too narrow a yardstick, so the
+    scale is the noise sd, not the posterior sd that :func:`functional_modes` uses for chains.
+    """
+    distance = top_rms_distance(pred.reshape(len(pred), -1) / scale)
+    function = cluster_groups(distance, threshold)
+    index = pd.RangeIndex(len(pred), name="chain")
+    return pd.DataFrame({"function": function}, index=index), distance
+
+
+def symmetry_pairs(posterior: Any, relabelled: Any, net: Any) -> pd.DataFrame:
+    """For every pair of chains, their mean weights' distance raw and after relabelling.
+
+    ``raw_distance`` and ``relabelled_distance`` are RMS over weights; ``symmetry_share``
+    is the share of the raw distance that relabelling removes (near 1: symmetric copies).
+    """
+    raw = pdist(_flat_weights(posterior, net), "euclidean")
+    canon = _flat_weights(relabelled, net)
+    moved = pdist(canon, "euclidean")
+    i, j = np.triu_indices(len(canon), k=1)
     size = np.sqrt(canon.shape[1])
-    pairs = pd.DataFrame(
+    return pd.DataFrame(
         {
             "member_a": i,
             "member_b": j,
-            "same_function": function[i] == function[j],
-            "function_distance": function_distance[i, j],
             "raw_distance": raw / size,
-            "relabelled_distance": relabelled / size,
-            "symmetry_share": 1 - relabelled / np.maximum(raw, 1e-300),
+            "relabelled_distance": moved / size,
+            "symmetry_share": 1 - moved / np.maximum(raw, 1e-300),
         }
     )
-    return members, pairs
+
+
+def copies_within(groups: np.ndarray, pairs: pd.DataFrame) -> tuple[int, int]:
+    """Return the pairs of chains within one group, and how many are symmetric copies."""
+    i, j = pairs["member_a"].to_numpy(), pairs["member_b"].to_numpy()
+    same = groups[i] == groups[j]
+    copies = same & (pairs["symmetry_share"].to_numpy() >= COPY_SHARE)
+    return int(same.sum()), int(copies.sum())
+
+
+def copies_among(chains: np.ndarray, pairs: pd.DataFrame) -> tuple[int, int]:
+    """Return the pairs among ``chains``, and how many are symmetric copies."""
+    inside = np.isin(pairs["member_a"], chains) & np.isin(pairs["member_b"], chains)
+    copies = inside & (pairs["symmetry_share"].to_numpy() >= COPY_SHARE)
+    return int(inside.sum()), int(copies.sum())
+
+
+def how_members_differ(n_groups: int, same_pairs: int, copies: int) -> str:
+    """Say in a phrase whether members differ by symmetry, in function, or both."""
+    if n_groups == 1:
+        if same_pairs == copies:
+            return "only by symmetry: every pair is a symmetric copy of one network"
+        return (
+            "not in function: they compute one function, but only "
+            f"{copies} of {same_pairs} pairs are symmetric copies; the others differ in "
+            "weights that do not change the function (dead or duplicated units)"
+        )
+    if copies == 0:
+        return "in function only: no two members are symmetric copies of one network"
+    return (
+        f"both by symmetry and in function: {n_groups} functions, and {copies} of the "
+        f"{same_pairs} pairs within a function are symmetric copies"
+    )
 
 
 def describe_members(members: pd.DataFrame, pairs: pd.DataFrame) -> str:
     """Say in words what :func:`member_modes` found: functions, and symmetric copies among them."""
     groups = members.groupby("function").groups
     listed = "; ".join(f"function {f}: {_chains(idx)}" for f, idx in groups.items())
-    same = pairs[pairs["same_function"]]
-    copies = int((same["symmetry_share"] >= COPY_SHARE).sum())
+    same_pairs, copies = copies_within(members["function"].to_numpy(), pairs)
     n = len(members)
     if len(groups) == 1:
         head = f"all {n} members compute one function"
     else:
         head = f"the {n} members compute {len(groups)} different functions ({listed})"
-    if same.empty:
+    if same_pairs == 0:
         return head + "; no two members share a function."
     return (
-        f"{head}; of the {len(same)} pairs that share a function, {copies} are symmetric copies "
+        f"{head}; of the {same_pairs} pairs that share a function, {copies} are symmetric copies "
         f"(relabelling removes at least {COPY_SHARE:.0%} of their distance in weight space), "
-        f"{len(same) - copies} differ in weights that no symmetry maps onto each other."
+        f"{same_pairs - copies} differ in weights that no symmetry maps onto each other."
     )
 
 
@@ -125,7 +182,7 @@ def _rest(post: xr.Dataset) -> dict[str, np.ndarray]:
     return {k: post[k].mean("draw").values[:, None] for k in post.data_vars if k[0] not in "Wb"}
 
 
-def _noise_scale(post: xr.Dataset, pred: np.ndarray) -> float:
+def noise_scale(post: xr.Dataset, pred: np.ndarray) -> float:
     """Return the members' mean noise sd, or the sd of the predictions where there is none."""
     if "sigma" in post:
         return float(post["sigma"].mean())

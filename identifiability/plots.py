@@ -184,14 +184,16 @@ def plot_hopping_timeline(canon: xr.DataTree, *, ax: Any = None, max_copies: int
     return fig
 
 
-def plot_chain_distance(distance: np.ndarray, modes: Any, *, ax: Any = None) -> Figure:
+def plot_chain_distance(
+    distance: np.ndarray, modes: Any, *, ax: Any = None, unit: str = "posterior sds"
+) -> Figure:
     """Heat map of chain-to-chain prediction distances, with each chain's functional mode."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(4.5, 4), layout="constrained")
     else:
         fig = ax.figure
     mesh = ax.imshow(distance, cmap="viridis", vmin=0, vmax=max(2.0, float(distance.max())))
-    fig.colorbar(mesh, ax=ax, label="distance (posterior sds)")
+    fig.colorbar(mesh, ax=ax, label=f"distance ({unit})")
     labels = [f"{c} (mode {m})" for c, m in enumerate(modes)]
     ax.set_xticks(range(len(labels)), [str(c) for c in range(len(labels))])
     ax.set_yticks(range(len(labels)), labels)
@@ -221,4 +223,41 @@ def plot_rhat_by_space(convergence: Any, *, threshold: float = RHAT_MAX, ax: Any
     ax.set_xlabel("max R-hat")
     ax.set_title("convergence by space")
     ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def plot_member_pairs(pairs: Any, modes: Any, *, ax: Any = None, copy_share: float = 0.9) -> Figure:
+    """Every pair of members: weight distance before (x) and after relabelling (y).
+
+    Symmetric copies of one network drop to the floor (relabelling removes their
+    distance); pairs in different functional modes (``modes``, one per member) stay
+    near the diagonal, because no symmetry maps one function onto another.
+    """
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 4), layout="constrained")
+    else:
+        fig = ax.figure
+    modes = np.asarray(modes)
+    same = modes[pairs["member_a"].to_numpy()] == modes[pairs["member_b"].to_numpy()]
+    copy = same & (pairs["symmetry_share"].to_numpy() >= copy_share)
+    kinds = (
+        (copy, "C0", "symmetric copies (one function)"),
+        (same & ~copy, "C1", "one function, not copies"),
+        (~same, "C3", "different functions"),
+    )
+    for mask, colour, label in kinds:
+        if mask.any():
+            ax.scatter(
+                pairs["raw_distance"][mask],
+                pairs["relabelled_distance"][mask],
+                s=25,
+                color=colour,
+                label=f"{label}: {int(mask.sum())}",
+            )
+    top = float(pairs["raw_distance"].max()) * 1.05 if len(pairs) else 1.0
+    ax.plot([0, top], [0, top], color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("weight distance, raw (RMS)")
+    ax.set_ylabel("weight distance, relabelled (RMS)")
+    ax.set_title("pairs of members: what relabelling removes")
+    ax.legend(fontsize=8, loc="upper left")
     return fig

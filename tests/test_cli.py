@@ -271,10 +271,15 @@ def test_an_ensemble_from_the_command_line(tmp_path, capsys):
     options = json.loads(idata.attrs["bnncat_fit"])
     assert options["anchored"] and options["hessian"] == "last_layer"
     assert idata["posterior"].sizes["chain"] == 3 and options["adam_steps"] == 50
-    # a plain ensemble (one network a member) is refused before any training: 1 draw a chain
-    plain = ["fit", "--data", "mcycle", "--method", "ensemble", "--out", str(tmp_path / "p")]
-    assert main(plain) == 2
-    assert "gaussian='laplace'" in capsys.readouterr().err
+    capsys.readouterr()
+    # a plain ensemble (one network a member, one draw a chain): the diagnosis groups members
+    plain = ["fit", "--data", "mcycle", "--method", "ensemble", "--members", "4", "--hidden", "3"]
+    plain += ["--adam-steps", "50", "--maxiter", "100", "--out", str(tmp_path / "p")]
+    assert main([*plain, "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert "the 4 members differ" in said and "An ensemble is not a posterior sample" in said
+    assert (tmp_path / "p" / "members.png").is_file()
+    assert load(tmp_path / "p" / "fit.nc")["posterior"].sizes["draw"] == 1
 
 
 @pytest.mark.filterwarnings("ignore:R-hat of the predictions")
@@ -287,3 +292,57 @@ def test_chains_from_ensemble_members_from_the_command_line(tmp_path):
     options = json.loads(idata.attrs["bnncat_fit"])
     assert options["tune"] == 20 and options["chains_per_member"] == 2
     assert idata["posterior"].sizes["chain"] == 4 and (out / "report.html").is_file()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [
+            "--method",
+            "swag",
+            "--members",
+            "2",
+            "--swag-epochs",
+            "20",
+            "--rank",
+            "5",
+            "--draws",
+            "20",
+        ],
+        ["--method", "smc", "--chains", "2", "--draws", "100", "--kernel", "mh"],
+        [
+            "--method",
+            "sgmcmc",
+            "--chains",
+            "2",
+            "--draws",
+            "40",
+            "--thin",
+            "2",
+            "--burn-in",
+            "200",
+            "--schedule",
+            "cyclical",
+            "--cycles",
+            "2",
+            "--batch-size",
+            "32",
+        ],
+    ],
+    ids=["swag", "smc", "sgmcmc"],
+)
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_other_many_mode_methods_from_the_command_line(options, tmp_path):
+    out = tmp_path / "res"
+    argv = ["fit", "--data", "mcycle", "--hidden", "2", *options, "--seed", "3"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    idata = load(out / "fit.nc")
+    fitted = json.loads(idata.attrs["bnncat_fit"])
+    given = dict(zip(options[::2], options[1::2], strict=True))
+    assert idata.attrs["fit_method"] == given["--method"]
+    for flag, value in given.items():
+        key = flag[2:].replace("-", "_")
+        if key in fitted and key not in ("method", "draws"):
+            assert str(fitted[key]) == value, key
+    assert idata["posterior"].sizes["draw"] == int(given["--draws"])
+    assert (out / "report.html").is_file() and (out / "summary.csv").is_file()

@@ -52,11 +52,13 @@ def _two_edges_fit():
     """A one-unit net on a plateau: it fits the left edge or the right edge, never both.
 
     The two fits are different functions (mirror images in x, not a symmetry of
-    the net). Two chains start at each optimum.
+    the net). Two chains start at each optimum. 300 rows make the barrier between the
+    edges high enough that no chain crosses it (on 90 rows one chain in a few crossed, so
+    the chains legitimately visited both functions).
     """
     rng = np.random.default_rng(0)
-    X = np.linspace(-3, 3, 90)[:, None]
-    y = np.tanh(6 * (X[:, 0] + 1.5)) - np.tanh(6 * (X[:, 0] - 1.5)) + 0.1 * rng.normal(size=90)
+    X = np.linspace(-3, 3, 300)[:, None]
+    y = np.tanh(6 * (X[:, 0] + 1.5)) - np.tanh(6 * (X[:, 0] - 1.5)) + 0.1 * rng.normal(size=300)
     net = MLP((1,), prior="fixed", prior_scale=3.0)
     model = net.build(X, y)
     spec = net.data_spec(X, y)[2]

@@ -55,12 +55,34 @@ def test_a_member_moved_by_a_symmetry_is_a_copy_of_it(members):
     assert float(pairs["symmetry_share"].iloc[0]) > 0.999
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # ArviZ's PPC plot on 6 draws
+def test_the_diagnosis_of_an_ensemble_groups_its_members_and_counts_copies(sine, members):
+    held_out = data.load("sine", n=40, noise=0.1, seed=7)
+    report = diagnose(members, X_test=held_out.X, y_test=held_out.y)
+    by_member, _ = ident.member_modes(members)
+    assert report.functional["mode"].tolist() == by_member["function"].tolist()
+    modes = report.modes
+    assert len(modes) == 2 and modes["share"].sum() == pytest.approx(1.0)
+    assert modes["pairs"].sum() == 7 and modes["symmetric_copies"].sum() == 7
+    lpd = modes["lpd_per_row (held-out)"]
+    # the better mode by log posterior predicts the held-out rows better
+    best = int(by_member.groupby("function")["log_posterior"].mean().idxmax())
+    assert lpd.idxmax() == best and (modes["lpd_se"] > 0).all()
+    assert report.verdict.status == "-"
+    assert "6 members differ both by symmetry and in function" in report.verdict.sentence
+    assert "members" in report.figures()
+
+
 @pytest.mark.filterwarnings("ignore:R-hat of the predictions")
 def test_chains_from_members_keep_both_functional_modes(sine, members):
     idata = fit(MLP((3,)), sine.X, sine.y, method="dei", draws=20, tune=30, **TRAINING)
-    modes = diagnose(idata, random_seed=1).functional["mode"].values
+    report = diagnose(idata, random_seed=1)
+    modes = report.functional["mode"].values
     by_member, _ = ident.member_modes(members)
     started = by_member["function"].values[idata["ensemble"]["chain_member"].values]
     # the diagnosis groups the chains as their members: each keeps its member's function
     assert len(set(modes)) == 2
     assert len(set(zip(modes, started, strict=True))) == 2
+    # and says how the members differ, with each mode's share of the chains
+    assert "symmetric_copies" in report.modes and report.modes["pairs"].sum() == 7
+    assert "The chains started from ensemble members" in report.verdict.sentence

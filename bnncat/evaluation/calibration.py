@@ -46,7 +46,7 @@ from scipy import special, stats
 from bnncat.evaluation.density import log_predictive_density
 from bnncat.models.prediction import net_and_spec
 from bnncat.models.validation import check_labels, check_positive_int, check_regression_y, check_X
-from bnncat.thresholds import PARETO_K_MAX
+from bnncat.thresholds import MIN_LOO_DRAWS, PARETO_K_MAX
 
 #: Values of the ``data`` column of :func:`calibration_table`.
 LOO = "training (PSIS-LOO)"
@@ -165,6 +165,17 @@ def check_test_data(
     does, for callers that must check before any computation.
     """
     return _check_test(_training(idata, net), X_test, y_test)
+
+
+def pointwise_loglik(
+    idata: xr.DataTree, X: np.ndarray, y: np.ndarray, *, net: Any = None
+) -> np.ndarray:
+    """Log-likelihood (chain, draw, n) of rows ``X``, ``y``, summed over outputs.
+
+    The rows must have passed :func:`check_test_data`.
+    """
+    fit = _training(idata, net)
+    return np.stack([_loglik(fit, params, X, y) for params in _chains(fit.posterior)])
 
 
 # -- the observation model per draw, in NumPy --------------------------------------------------
@@ -445,7 +456,7 @@ def _lpd_rows(pointwise: np.ndarray, data: str, note: str) -> list[dict]:
     ]
 
 
-def _lpd_from_loglik(ll: np.ndarray) -> np.ndarray:
+def lpd_from_loglik(ll: np.ndarray) -> np.ndarray:
     """Return log mean_s p(y_i | theta_s) from a (chain, draw, n) log-likelihood."""
     flat = ll.reshape(-1, ll.shape[-1])
     return special.logsumexp(flat, axis=0) - np.log(flat.shape[0])
@@ -542,6 +553,12 @@ def _loo_rows(tree: xr.DataTree, fit: _Training, levels: tuple[float, ...]) -> l
         suffix = f" [{name}]" if len(names) > 1 else ""
         rows += _loo_output_rows(view, elpd, levels, n, suffix)
     return rows
+
+
+def _no_loo(fit: _Training) -> list[dict]:
+    """Return the LOO row of a fit with too few draws for PSIS (a plain ensemble)."""
+    note = f"PSIS-LOO needs at least {MIN_LOO_DRAWS} draws; the fit has {fit.n_draws}"
+    return [_row("log predictive density", LOO, np.nan, note=note)]
 
 
 def _pareto_k_note(elpd: Any) -> str:
@@ -672,7 +689,7 @@ def _direct_lpd_rows(
         pointwise = lpd["pointwise"]
         lpd_note = "bnncat.evaluation.density.log_predictive_density over all draws"
     else:
-        pointwise = _lpd_from_loglik(ll)
+        pointwise = lpd_from_loglik(ll)
         lpd_note = "log of the mean over draws of p(y_i | theta)"
     if data == IN_SAMPLE:
         lpd_note += "; in-sample, optimistic: compare the PSIS-LOO row"
@@ -873,7 +890,7 @@ def calibration_table(
         draws, ll = _draws_and_loglik(fit, X, y, seed, 1)
         direct = _direct_rows(fit, X, y, HELD_OUT, levels, draws, ll, idata)
     try:
-        loo = _loo_rows(tree, fit, levels)
+        loo = _loo_rows(tree, fit, levels) if fit.n_draws >= MIN_LOO_DRAWS else _no_loo(fit)
     except ValueError as err:  # e.g. a stuck chain: report it, keep the direct rows
         warnings.warn(f"PSIS-LOO failed on this fit: {err}", UserWarning, stacklevel=2)
         loo = [_row("log predictive density", LOO, np.nan, note=f"az.loo failed: {err}")]

@@ -51,6 +51,14 @@ class DiagnosticReport:
         ambiguity margin.
     functional : DataFrame
         Per chain: functional mode and mean log-likelihood.
+    modes : DataFrame
+        Per functional mode: its chains, their share, the log predictive density
+        per row of the mode's pooled draws (held-out with ``X_test``, else training)
+        and, for ensembles and chains started from ensemble members, how many pairs
+        of chains within the mode are symmetric copies of one network.
+    member_pairs : DataFrame or None
+        For fits made of ensemble members: per pair of chains, the distance of
+        their mean weights raw and relabelled (:func:`symmetry_pairs`).
     chain_distance : ndarray
         Chain-to-chain distances of the predictions (in posterior sds).
     units, layers : DataFrame
@@ -73,6 +81,8 @@ class DiagnosticReport:
     hopping: pd.DataFrame
     hopping_summary: dict[str, Any]
     functional: pd.DataFrame
+    modes: pd.DataFrame
+    member_pairs: pd.DataFrame | None
     chain_distance: np.ndarray
     units: pd.DataFrame
     layers: pd.DataFrame
@@ -100,6 +110,7 @@ class DiagnosticReport:
             "Mode-hopping census (per chain)": self.hopping,
             "Mode-hopping census (across chains)": summary,
             "Functional modes": self.functional,
+            "Functional modes: share, LPD and symmetric copies": self.modes,
             "Dead units and node duplication (per layer)": self.layers,
             "Hidden units: contribution, death and label changes": self.units,
             "Calibration and posterior predictive checks": self.calibration,
@@ -253,6 +264,7 @@ def diagnose(
         hopping=found["hopping"],
         hopping_summary=found["hopping_summary"],
         functional=found["functional"],
+        modes=found["modes"],
         kind=inputs.kind,
         rhat_threshold=inputs.settings["rhat_threshold"],
         vi_pareto_k=found["vi_pareto_k"],

@@ -16,11 +16,13 @@ from bnncat.evaluation.plots import plot_coverage, plot_predictive
 from bnncat.identifiability.plots import (
     plot_chain_distance,
     plot_hopping_timeline,
+    plot_member_pairs,
     plot_raw_vs_relabelled,
     plot_rhat_by_space,
     plot_unit_pair,
 )
 from bnncat.models import read_net
+from bnncat.thresholds import MIN_LOO_DRAWS
 
 
 def plot_panel(report: Any) -> Figure:
@@ -34,7 +36,10 @@ def plot_panel(report: Any) -> Figure:
     )
     plot_hopping_timeline(report.canon, ax=fig.add_subplot(grid[0, 1:]))
     plot_chain_distance(
-        report.chain_distance, report.functional["mode"].tolist(), ax=fig.add_subplot(grid[1, 0])
+        report.chain_distance,
+        report.functional["mode"].tolist(),
+        ax=fig.add_subplot(grid[1, 0]),
+        unit="noise sds" if report.options["fit_kind"] == "ensemble" else "posterior sds",
     )
     net, spec = read_net(report.idata)
     if net.lik.task != "regression" or spec.n_outputs == 1:  # bands in one axes
@@ -56,9 +61,21 @@ def report_figures(report: Any) -> dict[str, Any]:
     if width >= 2:
         figs["pair_units"] = plot_unit_pair(report.idata, report.canon)
     figs["hopping"] = plot_hopping_timeline(report.canon)
+    if report.member_pairs is not None and len(report.member_pairs):
+        figs["members"] = _members_figure(report)
     figs["predictive"] = plot_predictive(report.idata)
     figs |= _calibration_figures(report)
     return figs
+
+
+def _members_figure(report: Any) -> Figure:
+    """Pairs of members raw vs relabelled, beside their functional modes' distances."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
+    modes = report.functional["mode"].to_numpy()
+    plot_member_pairs(report.member_pairs, modes, ax=left)
+    unit = "noise sds" if report.options["fit_kind"] == "ensemble" else "posterior sds"
+    plot_chain_distance(report.chain_distance, modes.tolist(), ax=right, unit=unit)
+    return fig
 
 
 def _calibration_figures(report: Any) -> dict[str, Any]:
@@ -73,6 +90,9 @@ def _calibration_figures(report: Any) -> dict[str, Any]:
     checks, mpl = report.checks, {"backend": "matplotlib"}
     if net.lik.task == "regression":
         figs = {"ppc": az.plot_ppc_dist(checks, **mpl)}
+        sizes = report.idata["posterior"].sizes
+        if sizes["chain"] * sizes["draw"] < MIN_LOO_DRAWS:
+            return figs  # too few draws for PSIS (the calibration table says so)
         try:
             figs["loo_pit"] = az.plot_loo_pit(checks, **mpl)
             figs["loo_pit_coverage"] = az.plot_loo_pit(checks, coverage=True, **mpl)

@@ -60,12 +60,7 @@ def gather_inputs(
     net = resolve_net(idata, net)
     method = check_choice(method or _default_relabelling(net), METHODS, "method")
     settings = _check_settings(settings)
-    draws = int(idata["posterior"].sizes.get("draw", 0))
-    if draws < MIN_DRAWS:
-        raise ValueError(
-            f"idata has {draws} draws per chain; diagnose needs at least {MIN_DRAWS} for "
-            "R-hat and ESS to mean anything: draw more"
-        )
+    _check_draws(idata)
     net, spec = net_and_spec(idata, net)
     if X_probe is None:
         if "constant_data" not in idata.children or "X" not in idata["constant_data"]:
@@ -95,6 +90,18 @@ def gather_inputs(
         test=test,
         settings=settings,
     )
+
+
+def _check_draws(idata: xr.DataTree) -> None:
+    """Refuse too few draws per chain, except from an ensemble, whose members are its draws."""
+    if "posterior" not in idata.children:
+        raise ValueError("idata has no posterior group: fit the model first")
+    draws = int(idata["posterior"].sizes.get("draw", 0))
+    if draws < 1 or (draws < MIN_DRAWS and fit_kind(idata) != "ensemble"):
+        raise ValueError(
+            f"idata has {draws} draws per chain; diagnose needs at least {MIN_DRAWS} for "
+            "R-hat and ESS to mean anything: draw more"
+        )
 
 
 def _default_relabelling(net: Any) -> str:

@@ -23,6 +23,9 @@ FIGURE_CAPTIONS = {
     "the envelope mean the chains disagree.",
     "pair_units": "Two hidden units' outgoing weights, raw (left) and relabelled (right).",
     "hopping": "Which symmetric copy each draw was in, per chain.",
+    "members": "Pairs of ensemble members (or chains started from them): weight distance raw "
+    "against relabelled (symmetric copies drop to the floor; different functions stay near the "
+    "diagonal), and the members' functional modes.",
     "predictive": "Posterior predictive bands against the data.",
     "ppc": "Posterior predictive check: the data's distribution against replicated data sets.",
     "loo_pit": "LOO-PIT ECDF: calibrated predictions stay inside the envelope.",

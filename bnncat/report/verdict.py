@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bnncat.identifiability.members import how_members_differ
 from bnncat.thresholds import (
     LOCAL_OPTIMUM_GAP,
     MAX_DIVERGENT_SHARE,
@@ -78,6 +79,7 @@ def judge(
     hopping_summary: dict[str, Any],
     functional: pd.DataFrame,
     kind: str,
+    modes: pd.DataFrame | None = None,
     rhat_threshold: float = RHAT_MAX,
     vi_pareto_k: float | None = None,
     ordered: bool = False,
@@ -87,7 +89,8 @@ def judge(
 
     ``ordered`` says the net already samples under ordering constraints
     (``OrderedMLP``), so the verdict does not suggest them; ``log_ml_spread`` is the
-    range of the SMC runs' log marginal likelihood estimates (SMC fits only).
+    range of the SMC runs' log marginal likelihood estimates (SMC fits only); ``modes``
+    is the diagnosis's table of functional modes (share, LPD, symmetric copies).
     """
     chains = len(functional)
     rhat = convergence["max_rhat"]
@@ -96,6 +99,8 @@ def judge(
         pred_rhat = float(rhat.loc["predictions"]) if chains > 1 else float("nan")
         if kind == "smc":
             return _judge_smc(chains, pred_rhat, rhat_threshold, log_ml_spread)
+        if kind == "ensemble" and modes is not None:
+            return _judge_ensemble(modes, chains)
         return _judge_approximation(vi_pareto_k, chains, pred_rhat, rhat_threshold)
     steps = _sampler_steps(sampler)
     if chains < 2:
@@ -103,7 +108,7 @@ def judge(
     n_modes = int(functional["mode"].nunique())
     pred_rhat = float(np.nanmax(rhat.loc[["predictions", "log-likelihood"]].to_numpy()))
     if n_modes > 1:
-        return _judge_functional_modes(functional, pred_rhat, steps)
+        return _judge_functional_modes(functional, pred_rhat, steps, modes)
     why = _unconverged_reasons(
         pred_rhat=pred_rhat,
         ess_pred=ess_pred,
@@ -170,9 +175,12 @@ def _judge_single_chain(ess_pred: float, steps: list[str]) -> Verdict:
 
 
 def _judge_functional_modes(
-    functional: pd.DataFrame, pred_rhat: float, steps: list[str]
+    functional: pd.DataFrame, pred_rhat: float, steps: list[str], modes: pd.DataFrame | None
 ) -> Verdict:
-    """Return the ``d`` verdict of chains that found different functions."""
+    """Return the ``d`` verdict of chains that found different functions.
+
+    Chains started from ensemble members (DEI, MCLMC) also hear how the members differ.
+    """
     n_modes = int(functional["mode"].nunique())
     groups = "; ".join(
         f"mode {m}: chains {_chains(idx)}" for m, idx in functional.groupby("mode").groups.items()
@@ -193,9 +201,63 @@ def _judge_functional_modes(
         f"the chains found {n_modes} different functions ({groups}); no symmetry maps "
         f"one onto another, so relabelling cannot merge them (prediction R-hat "
         f"{pred_rhat:.2f}).{fit_note} The posterior is multimodal in function space and "
-        "these chains do not weigh the modes against each other.",
+        "these chains do not weigh the modes against each other." + _members_note(modes),
         (*steps, *_functional_mode_steps(gap > LOCAL_OPTIMUM_GAP)),
     )
+
+
+def _members_note(modes: pd.DataFrame | None) -> str:
+    """Say how the ensemble members the chains started from differ; empty for other chains."""
+    if modes is None or "symmetric_copies" not in modes:
+        return ""
+    differ = how_members_differ(
+        len(modes), int(modes["pairs"].sum()), int(modes["symmetric_copies"].sum())
+    )
+    return (
+        f" The chains started from ensemble members, which differ {differ}. {_mode_shares(modes)} "
+        "Pooled, the chains weigh each function by the share of members that reached it, "
+        "not by its posterior mass."
+    )
+
+
+def _mode_shares(modes: pd.DataFrame, noun: str = "chain") -> str:
+    """Say each mode's share of chains and LPD per row, e.g. 'mode 1: 4 chain(s) (67%), ...'."""
+    lpd = next(c for c in modes if c.startswith("lpd_per_row"))
+    data = lpd[lpd.index("(") + 1 : -1]
+    parts = [
+        f"mode {m}: {len(row['chains'].split(','))} {noun}(s) ({row['share']:.0%}), "
+        f"{data} LPD per row {row[lpd]:.3f} ± {row['lpd_se']:.3f}"
+        for m, row in modes.iterrows()
+    ]
+    return "By mode: " + "; ".join(parts) + "."
+
+
+def _judge_ensemble(modes: pd.DataFrame, members: int) -> Verdict:
+    """Say how an ensemble's members differ (symmetry, function, both) and what that means."""
+    pairs, copies = int(modes["pairs"].sum()), int(modes["symmetric_copies"].sum())
+    sentence = (
+        f"the {members} members differ {how_members_differ(len(modes), pairs, copies)}. "
+        f"{_mode_shares(modes, 'member')} An ensemble is not a posterior sample: each member "
+        "is one optimum (with its own Gaussian where draws were asked for), so its predictive "
+        "weighs each function by the number of members that reached it, not by posterior mass, and "
+        "R-hat and ESS say nothing about it."
+    )
+    lpd = next(c for c in modes if c.startswith("lpd_per_row"))
+    steps = ["check the uncertainty against NUTS or DEI (method='dei') where it matters"]
+    if len(modes) == 1:
+        steps.insert(
+            0,
+            "every member found one function, so the ensemble's spread is only its members' "
+            "own: for more diverse members try anchored=True, bootstrap=True or more members",
+        )
+    elif (modes[lpd].max() - modes[lpd].min()) > 2 * modes["lpd_se"].max():
+        steps.insert(
+            0,
+            f"mode {int(modes[lpd].idxmin())} predicts worse than mode {int(modes[lpd].idxmax())} "
+            "by more than 2 SE: a poor local optimum the ensemble averages in with full weight; "
+            "chains from the members (method='dei') let the posterior weigh the modes",
+        )
+    return Verdict("-", sentence, tuple(steps))
 
 
 def _unconverged_reasons(

@@ -1,14 +1,84 @@
-"""Functional modes: chains grouped by the functions they fit (their predictions)."""
+"""Functional modes: chains (or ensemble members) grouped by the functions they fit.
+
+Chains are compared in units of their posterior sd (:func:`functional_modes`);
+ensemble members, whose own draws have no posterior spread worth the name, in
+units of the noise sd (:func:`member_functions`). Each mode gets its share of
+chains and its log predictive density (held-out where the diagnosis has test
+data), and for fits made of ensemble members the count of members within a mode
+that are symmetric copies of each other (:func:`symmetry_pairs`).
+"""
 
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from bnncat.evaluation.calibration import lpd_from_loglik, pointwise_loglik
 from bnncat.identifiability.functional import functional_modes
+from bnncat.identifiability.members import (
+    copies_among,
+    member_functions,
+    noise_scale,
+    symmetry_pairs,
+)
 from bnncat.report.inputs import DiagnosisInputs
 
 
 def run(inputs: DiagnosisInputs) -> dict[str, Any]:
-    """Modes per chain and chain-to-chain distances (``functional``, ``chain_distance``)."""
-    table, distance = functional_modes(
-        inputs.predictions, threshold=inputs.settings["mode_threshold"], loglik=inputs.loglik
-    )
-    return {"functional": table, "chain_distance": distance}
+    """Modes per chain, chain distances, one row per mode (``functional``, ``modes``, ...)."""
+    if inputs.kind == "ensemble":
+        pred = inputs.predictions.mean(axis=1)
+        table, distance = member_functions(pred, noise_scale(inputs.idata["posterior"], pred))
+        table = table.rename(columns={"function": "mode"})
+        table["mean_loglik"] = inputs.loglik.sum(axis=-1).mean(axis=1)
+    else:
+        table, distance = functional_modes(
+            inputs.predictions, threshold=inputs.settings["mode_threshold"], loglik=inputs.loglik
+        )
+    pairs = None
+    if from_members(inputs):
+        pairs = symmetry_pairs(inputs.idata["posterior"], inputs.canon["posterior"], inputs.net)
+    return {
+        "functional": table,
+        "chain_distance": distance,
+        "modes": mode_table(table["mode"].to_numpy(), *_scored_loglik(inputs), pairs),
+        "member_pairs": pairs,
+    }
+
+
+def from_members(inputs: DiagnosisInputs) -> bool:
+    """Whether the chains are ensemble members or started from them (DEI, MCLMC)."""
+    return inputs.kind == "ensemble" or "ensemble" in inputs.idata.children
+
+
+def _scored_loglik(inputs: DiagnosisInputs) -> tuple[np.ndarray, str]:
+    """Pointwise log-likelihood for the modes' LPD: held-out when given, else training."""
+    if inputs.test is None:
+        return inputs.loglik, "training"
+    X_test, y_test = inputs.test
+    return pointwise_loglik(inputs.idata, X_test, y_test, net=inputs.net), "held-out"
+
+
+def mode_table(
+    modes: np.ndarray, loglik: np.ndarray, data: str, pairs: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per mode: its chains, share, LPD per row of ``data`` (with SE) and copies.
+
+    The LPD of a mode pools its chains' draws, so modes compare as predictives.
+    """
+    rows = []
+    for mode in dict.fromkeys(modes):
+        chains = np.flatnonzero(modes == mode)
+        pointwise = lpd_from_loglik(loglik[chains])
+        n = pointwise.size
+        row = {
+            "mode": int(mode),
+            "chains": ", ".join(str(c) for c in chains),
+            "share": len(chains) / len(modes),
+            f"lpd_per_row ({data})": float(pointwise.mean()),
+            "lpd_se": float(pointwise.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+        }
+        if pairs is not None:
+            row["pairs"], row["symmetric_copies"] = copies_among(chains, pairs)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("mode")
