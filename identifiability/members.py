@@ -25,6 +25,9 @@ from bnncat.models.validation import check_X
 #: Share of two members' weight distance that relabelling must remove for them to be
 #: called symmetric copies of one network.
 COPY_SHARE = 0.9
+#: Weight distance (RMS, standardised units) below which two members are one network:
+#: members trained into the same copy end this close, where ``symmetry_share`` is noise.
+SAME_NETWORK = 1e-3
 #: Predictions of two members differing by less than this many noise sds (RMS over the
 #: 10% of inputs where they differ most) are one function.
 FUNCTION_THRESHOLD = 0.5
@@ -53,8 +56,8 @@ def member_modes(
     pairs : pandas.DataFrame
         Per pair of members: ``same_function``, ``function_distance``,
         ``raw_distance`` and ``relabelled_distance`` (RMS over weights), and
-        ``symmetry_share``, the share of the raw distance relabelling removes (near 1:
-        symmetric copies of one network).
+        ``symmetry_share``, the share of the raw distance relabelling removes, and
+        ``copies`` (see :func:`symmetry_pairs`).
     """
     net = resolve_net(idata, net)
     net, spec = net_and_spec(idata, net)
@@ -97,7 +100,9 @@ def symmetry_pairs(posterior: Any, relabelled: Any, net: Any) -> pd.DataFrame:
     """For every pair of chains, their mean weights' distance raw and after relabelling.
 
     ``raw_distance`` and ``relabelled_distance`` are RMS over weights; ``symmetry_share``
-    is the share of the raw distance that relabelling removes (near 1: symmetric copies).
+    is the share of the raw distance that relabelling removes; ``copies`` says the pair
+    is symmetric copies of one network (a share of at least :data:`COPY_SHARE`, or one
+    network twice: relabelled within :data:`SAME_NETWORK`).
     """
     raw = pdist(_flat_weights(posterior, net), "euclidean")
     canon = _flat_weights(relabelled, net)
@@ -111,6 +116,7 @@ def symmetry_pairs(posterior: Any, relabelled: Any, net: Any) -> pd.DataFrame:
             "raw_distance": raw / size,
             "relabelled_distance": moved / size,
             "symmetry_share": 1 - moved / np.maximum(raw, 1e-300),
+            "copies": (moved <= (1 - COPY_SHARE) * raw) | (moved / size < SAME_NETWORK),
         }
     )
 
@@ -119,15 +125,13 @@ def copies_within(groups: np.ndarray, pairs: pd.DataFrame) -> tuple[int, int]:
     """Return the pairs of chains within one group, and how many are symmetric copies."""
     i, j = pairs["member_a"].to_numpy(), pairs["member_b"].to_numpy()
     same = groups[i] == groups[j]
-    copies = same & (pairs["symmetry_share"].to_numpy() >= COPY_SHARE)
-    return int(same.sum()), int(copies.sum())
+    return int(same.sum()), int((same & pairs["copies"].to_numpy()).sum())
 
 
 def copies_among(chains: np.ndarray, pairs: pd.DataFrame) -> tuple[int, int]:
     """Return the pairs among ``chains``, and how many are symmetric copies."""
     inside = np.isin(pairs["member_a"], chains) & np.isin(pairs["member_b"], chains)
-    copies = inside & (pairs["symmetry_share"].to_numpy() >= COPY_SHARE)
-    return int(inside.sum()), int(copies.sum())
+    return int(inside.sum()), int((inside & pairs["copies"].to_numpy()).sum())
 
 
 def how_members_differ(n_groups: int, same_pairs: int, copies: int) -> str:
@@ -162,7 +166,8 @@ def describe_members(members: pd.DataFrame, pairs: pd.DataFrame) -> str:
         return head + "; no two members share a function."
     return (
         f"{head}; of the {same_pairs} pairs that share a function, {copies} are symmetric copies "
-        f"(relabelling removes at least {COPY_SHARE:.0%} of their distance in weight space), "
+        f"(relabelling removes at least {COPY_SHARE:.0%} of their distance in weight space, "
+        "or they are one network), "
         f"{same_pairs - copies} differ in weights that no symmetry maps onto each other."
     )
 

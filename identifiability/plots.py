@@ -215,8 +215,11 @@ def plot_rhat_by_space(convergence: Any, *, threshold: float = RHAT_MAX, ax: Any
     ax.barh(names, shown - 1, left=1, color=colours)
     top = max(threshold + (threshold - 1), float(shown.max()))
     for i, r in enumerate(rhat):
-        text = "undefined (one chain)" if np.isnan(r) else f"{r:.3f}"
-        ax.text(min(max(r, 1.0), top), i, f" {text}", va="center", fontsize=9)
+        # NaN: one chain, or one draw a chain (an ensemble's members)
+        text = "undefined (one chain or one draw)" if np.isnan(r) else f"{r:.3f}"
+        ax.text(
+            1.0 if np.isnan(r) else min(max(r, 1.0), top), i, f" {text}", va="center", fontsize=9
+        )
     ax.axvline(threshold, color="k", ls="--", lw=1, label=f"R-hat {threshold:g}")
     ax.set_xlim(1, 1 + (top - 1) * 1.35)
     ax.invert_yaxis()
@@ -226,7 +229,7 @@ def plot_rhat_by_space(convergence: Any, *, threshold: float = RHAT_MAX, ax: Any
     return fig
 
 
-def plot_member_pairs(pairs: Any, modes: Any, *, ax: Any = None, copy_share: float = 0.9) -> Figure:
+def plot_member_pairs(pairs: Any, modes: Any, *, ax: Any = None) -> Figure:
     """Every pair of members: weight distance before (x) and after relabelling (y).
 
     Symmetric copies of one network drop to the floor (relabelling removes their
@@ -239,7 +242,7 @@ def plot_member_pairs(pairs: Any, modes: Any, *, ax: Any = None, copy_share: flo
         fig = ax.figure
     modes = np.asarray(modes)
     same = modes[pairs["member_a"].to_numpy()] == modes[pairs["member_b"].to_numpy()]
-    copy = same & (pairs["symmetry_share"].to_numpy() >= copy_share)
+    copy = same & pairs["copies"].to_numpy()
     kinds = (
         (copy, "C0", "symmetric copies (one function)"),
         (same & ~copy, "C1", "one function, not copies"),

@@ -69,6 +69,7 @@ def test_the_diagnosis_of_an_ensemble_groups_its_members_and_counts_copies(sine,
     best = int(by_member.groupby("function")["log_posterior"].mean().idxmax())
     assert lpd.idxmax() == best and (modes["lpd_se"] > 0).all()
     assert report.verdict.status == "-"
+    assert "predictions, nested R-hat" not in report.convergence.index  # no chains, no superchains
     assert "6 members differ both by symmetry and in function" in report.verdict.sentence
     assert "members" in report.figures()
 
@@ -86,3 +87,6 @@ def test_chains_from_members_keep_both_functional_modes(sine, members):
     # and says how the members differ, with each mode's share of the chains
     assert "symmetric_copies" in report.modes and report.modes["pairs"].sum() == 7
     assert "The chains started from ensemble members" in report.verdict.sentence
+    # nested R-hat, each member a superchain: members in two functions disagree
+    nested = report.convergence.loc["predictions, nested R-hat", "max_rhat"]
+    assert nested > 1.1 and np.isnan(report.convergence.loc["predictions, nested R-hat"].iloc[-1])

@@ -1,7 +1,11 @@
-"""Convergence in three spaces: raw and relabelled weights, predictions (and log-likelihood)."""
+"""Convergence in three spaces: raw and relabelled weights, predictions (and log-likelihood).
+
+Chains started from ensemble members also get nested R-hat, each member a superchain.
+"""
 
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 from bnncat.identifiability.convergence import convergence_table, weight_dataset
@@ -19,4 +23,19 @@ def run(inputs: DiagnosisInputs) -> dict[str, Any]:
         "log-likelihood": xr.Dataset({"loglik": (("chain", "draw", "obs"), inputs.loglik)}),
     }
     threshold = inputs.settings["rhat_threshold"]
-    return {"convergence": convergence_table(spaces, rhat_threshold=threshold)}
+    table = convergence_table(
+        spaces, rhat_threshold=threshold, superchain_ids=superchains(inputs.idata)
+    )
+    return {"convergence": table}
+
+
+def superchains(idata: xr.DataTree) -> np.ndarray | None:
+    """Each chain's member, for chains started from ensemble members; None where it can't apply.
+
+    Nested R-hat needs at least two superchains of equal size (``chains_per_member``).
+    """
+    if "ensemble" not in idata.children or "chain_member" not in idata["ensemble"]:
+        return None
+    ids = idata["ensemble"]["chain_member"].values
+    counts = np.unique(ids, return_counts=True)[1]
+    return ids if len(counts) >= 2 and len(set(counts)) == 1 else None
