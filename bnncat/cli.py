@@ -587,8 +587,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "datasets":
             from bnncat import data
 
+            width = max(map(len, data.names()))
             for name in data.names():
-                print(f"{name:16s} {data.load(name).description.splitlines()[0][:90]}")
+                description = data.load(name).description.splitlines()[0]
+                print(f"{name:{width}s} {description[:80]}")
             return 0
         runs = {"fit": run_fit, "diagnose": run_diagnose, "predict": run_predict}
         return runs[args.command](args)

