@@ -9,6 +9,7 @@ Examples
 
 from bnncat.models.attrs import read_net
 from bnncat.models.inference import fit
+from bnncat.models.inference.executors import fit_each
 from bnncat.models.mixture import MixtureRegressor
 from bnncat.models.mlp import MLP, build_mlp, mlp_forward
 from bnncat.models.ordered_mlp import OrderedMLP
@@ -21,6 +22,7 @@ __all__ = [
     "OrderedMLP",
     "build_mlp",
     "fit",
+    "fit_each",
     "load",
     "mlp_forward",
     "predict",
