@@ -79,12 +79,3 @@ def jax_cache_of_the_session(tmp_path_factory):
         os.environ.pop(CACHE_ENV)
     else:
         os.environ[CACHE_ENV] = before
-
-
-def pytest_collection_modifyitems(items):
-    """Start the notebooks first: the longest module by far, run last it ends the suite alone.
-
-    Each xdist worker takes whole modules in collection order (``--dist loadscope``), so the
-    other worker meanwhile runs everything else.
-    """
-    items.sort(key=lambda item: item.path.name != "test_notebooks.py")
