@@ -79,3 +79,25 @@ def jax_cache_of_the_session(tmp_path_factory):
         os.environ.pop(CACHE_ENV)
     else:
         os.environ[CACHE_ENV] = before
+
+
+# Scheduling on two workers: a notebook runs for minutes, so each is a work unit of
+# its own and they start first; the rest goes module by module in file order.
+def _is_notebook_run(nodeid):
+    return "test_notebooks.py::test_notebook_executes" in nodeid
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: not _is_notebook_run(item.nodeid))  # stable: order kept
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NotebooksApart(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return nodeid if _is_notebook_run(nodeid) else super()._split_scope(nodeid)
+
+    return NotebooksApart(config, log)
