@@ -21,5 +21,8 @@ DEFAULT_MAX_TREEDEPTH = 10
 MIN_LOO_DRAWS = 25
 #: Draws per chain below which R-hat and ESS mean nothing; ``diagnose`` refuses fewer.
 MIN_DRAWS = 20
+#: Draws per chain below which ``diagnose`` refuses chains in superchains (then MIN_DRAWS
+#: counts per superchain): split R-hat needs two halves of two draws.
+MIN_DRAWS_GROUPED = 4
 #: Nats of mean log-likelihood between functional modes above which the worse may be local optima.
 LOCAL_OPTIMUM_GAP = 5.0

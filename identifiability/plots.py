@@ -149,6 +149,10 @@ def plot_unit_pair(
     return fig
 
 
+#: Chains up to which the hopping timeline labels each row (and grows with them).
+_LABELLED_ROWS = 16
+
+
 def plot_hopping_timeline(canon: xr.DataTree, *, ax: Any = None, max_copies: int = 9) -> Figure:
     """Which symmetric copy each draw was in, one row per chain (copies by frequency).
 
@@ -163,7 +167,10 @@ def plot_hopping_timeline(canon: xr.DataTree, *, ax: Any = None, max_copies: int
     shown = np.minimum(rank[ids], max_copies)
     colours = [plt.get_cmap("tab10")(i) for i in range(max_copies)] + [(0.8, 0.8, 0.8, 1.0)]
     if ax is None:
-        fig, ax = plt.subplots(figsize=(9, 0.5 + 0.45 * ids.shape[0]), layout="constrained")
+        rows = min(ids.shape[0], _LABELLED_ROWS)
+        fig, ax = plt.subplots(
+            figsize=(9, 0.5 + 0.45 * rows + 1.5 * (rows < ids.shape[0])), layout="constrained"
+        )
     else:
         fig = ax.figure
     ax.imshow(
@@ -174,7 +181,10 @@ def plot_hopping_timeline(canon: xr.DataTree, *, ax: Any = None, max_copies: int
         vmin=0,
         vmax=max_copies,
     )
-    ax.set_yticks(range(ids.shape[0]), [f"chain {c}" for c in range(ids.shape[0])])
+    if ids.shape[0] <= _LABELLED_ROWS:
+        ax.set_yticks(range(ids.shape[0]), [f"chain {c}" for c in range(ids.shape[0])])
+    else:  # many chains: one pixel row each, numbered by the axis
+        ax.set_ylabel("chain")
     ax.set_xlabel("draw")
     switch = float((ids[:, 1:] != ids[:, :-1]).mean()) if ids.shape[1] > 1 else 0.0
     ax.set_title(

@@ -106,10 +106,10 @@ class DiagnosticReport:
         ).rename_axis("across chains")
         return {
             "Convergence in three spaces": self.convergence,
-            "Sampler health": self.sampler,
-            "Mode-hopping census (per chain)": self.hopping,
+            **per_chain("Sampler health", self.sampler),
+            **per_chain("Mode-hopping census (per chain)", self.hopping),
             "Mode-hopping census (across chains)": summary,
-            "Functional modes": self.functional,
+            **per_chain("Functional modes", self.functional),
             "Functional modes: share, LPD and symmetric copies": self.modes,
             "Dead units and node duplication (per layer)": self.layers,
             "Hidden units: contribution, death and label changes": self.units,
@@ -162,6 +162,15 @@ class DiagnosticReport:
     def write(self, folder: str | Path) -> dict[str, Path]:
         """Write ``report.html`` (figures embedded), ``report.md`` and one PNG per figure."""
         return render.write(self, folder)
+
+
+def per_chain(title: str, table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Return a per-chain table by its title; for many chains, quantiles of each column."""
+    if len(table) <= render.MAX_CHAIN_ROWS:
+        return {title: table}
+    quantiles = table.select_dtypes("number").quantile([0.0, 0.05, 0.5, 0.95, 1.0])
+    quantiles.index = pd.Index(["min", "5%", "median", "95%", "max"], name="over chains")
+    return {f"{title}: quantiles over {len(table)} {table.index.name or 'chain'}s": quantiles}
 
 
 def diagnose(

@@ -10,6 +10,8 @@ from typing import Any
 
 import arviz as az
 import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
 from matplotlib.figure import Figure
 
 from bnncat.evaluation.plots import plot_coverage, plot_predictive
@@ -22,6 +24,9 @@ from bnncat.identifiability.plots import (
     plot_unit_pair,
 )
 from bnncat.models import read_net
+from bnncat.models.inference.convergence_check import superchain_ids
+from bnncat.report import render
+from bnncat.report.checks.functional import pool_chains
 from bnncat.thresholds import MIN_LOO_DRAWS
 
 
@@ -52,20 +57,44 @@ def plot_panel(report: Any) -> Figure:
 def report_figures(report: Any) -> dict[str, Any]:
     """Every figure of a report by name (see ``DiagnosticReport.figures``)."""
     figs: dict[str, Any] = {"panel": plot_panel(report)}
-    figs["trace_raw_vs_relabelled"] = plot_raw_vs_relabelled(report.idata, report.canon)
-    if report.idata["posterior"].sizes["chain"] > 1:  # rank plots compare chains
-        figs["rank_raw_vs_relabelled"] = plot_raw_vs_relabelled(
-            report.idata, report.canon, kind="rank"
-        )
-    width = report.idata["posterior"]["W_out"].shape[2]
+    idata, canon = chains_to_draw(report)
+    figs["trace_raw_vs_relabelled"] = plot_raw_vs_relabelled(idata, canon)
+    if idata["posterior"].sizes["chain"] > 1:  # rank plots compare chains
+        figs["rank_raw_vs_relabelled"] = plot_raw_vs_relabelled(idata, canon, kind="rank")
+    width = idata["posterior"]["W_out"].shape[2]
     if width >= 2:
-        figs["pair_units"] = plot_unit_pair(report.idata, report.canon)
+        figs["pair_units"] = plot_unit_pair(idata, canon)
     figs["hopping"] = plot_hopping_timeline(report.canon)
     if report.member_pairs is not None and len(report.member_pairs):
         figs["members"] = _members_figure(report)
     figs["predictive"] = plot_predictive(report.idata)
     figs |= _calibration_figures(report)
     return figs
+
+
+def chains_to_draw(report: Any) -> tuple[Any, Any]:
+    """Return the fit and its relabelled copy as the chain plots show them.
+
+    Many chains started in groups are drawn one line per group (superchain), each
+    group's chains one after another: a line per chain of a thousand says nothing.
+    """
+    groups = superchain_ids(report.idata["posterior"])
+    if groups is None or len(groups) <= render.MAX_CHAIN_ROWS:
+        return report.idata, report.canon
+    return _pooled(report.idata, groups), _pooled(report.canon, groups)
+
+
+def _pooled(tree: xr.DataTree, groups: np.ndarray) -> xr.DataTree:
+    """Return a copy of ``tree`` whose posterior has one chain per group of chains."""
+
+    def pool(da: xr.DataArray) -> xr.DataArray:
+        da = da.transpose("chain", "draw", ...)
+        rest = {d: da[d] for d in da.dims[2:] if d in da.coords}
+        return xr.DataArray(pool_chains(da.values, groups), dims=da.dims, coords=rest)
+
+    out = tree.copy()
+    out["posterior"] = tree["posterior"].to_dataset().drop_vars("superchain").map(pool)
+    return out
 
 
 def _members_figure(report: Any) -> Figure:

@@ -14,10 +14,11 @@ import xarray as xr
 from bnncat.evaluation import calibration
 from bnncat.identifiability.relabel import METHODS, canonicalize, resolve_net
 from bnncat.models.attrs import write_attrs
+from bnncat.models.inference.convergence_check import superchain_ids
 from bnncat.models.inference.registry import fit_kind
 from bnncat.models.prediction import net_and_spec
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int, check_X
-from bnncat.thresholds import MIN_DRAWS
+from bnncat.thresholds import MIN_DRAWS, MIN_DRAWS_GROUPED
 
 
 @dataclass(frozen=True)
@@ -93,14 +94,26 @@ def gather_inputs(
 
 
 def _check_draws(idata: xr.DataTree) -> None:
-    """Refuse too few draws per chain, except from an ensemble, whose members are its draws."""
+    """Refuse too few draws per chain, except from an ensemble, whose members are its draws.
+
+    Chains in superchains count per superchain (nested R-hat asks the groups), but
+    each chain still needs the few draws that split R-hat halves.
+    """
     if "posterior" not in idata.children:
         raise ValueError("idata has no posterior group: fit the model first")
     draws = int(idata["posterior"].sizes.get("draw", 0))
-    if draws < 1 or (draws < MIN_DRAWS and fit_kind(idata) != "ensemble"):
+    groups = superchain_ids(idata["posterior"])
+    pooled = draws * (len(groups) // len(set(groups))) if groups is not None else draws
+    if draws < 1 or (pooled < MIN_DRAWS and fit_kind(idata) != "ensemble"):
         raise ValueError(
-            f"idata has {draws} draws per chain; diagnose needs at least {MIN_DRAWS} for "
-            "R-hat and ESS to mean anything: draw more"
+            f"idata has {draws} draws per chain; diagnose needs at least {MIN_DRAWS} "
+            "(per superchain, where chains are grouped) for R-hat and ESS to mean anything: "
+            "draw more"
+        )
+    if groups is not None and draws < MIN_DRAWS_GROUPED:
+        raise ValueError(
+            f"idata has {draws} draws per chain; diagnose needs at least {MIN_DRAWS_GROUPED} "
+            "per chain in superchains (split R-hat halves each chain): draw more"
         )
 
 

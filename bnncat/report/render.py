@@ -14,11 +14,15 @@ import pandas as pd
 
 from bnncat.report.verdict import Verdict
 
+#: Chains up to which per-chain tables show a row each and chain plots a line each.
+MAX_CHAIN_ROWS = 16
+
 FIGURE_CAPTIONS = {
     "panel": "At a glance: R-hat per space, mode hopping, functional modes, two units raw vs "
     "relabelled, predictive bands, interval coverage.",
     "trace_raw_vs_relabelled": "Traces of the first hidden units' biases and outgoing weights, "
-    "raw (left) and relabelled (right), one colour per chain.",
+    "raw (left) and relabelled (right), one colour per chain (per superchain, its chains one "
+    "after another, for many chains).",
     "rank_raw_vs_relabelled": "Rank ECDF plots, raw (left) and relabelled (right): lines outside "
     "the envelope mean the chains disagree.",
     "pair_units": "Two hidden units' outgoing weights, raw (left) and relabelled (right).",

@@ -106,7 +106,10 @@ def judge(
     if chains < 2:
         return _judge_single_chain(ess_pred, steps)
     n_modes = int(functional["mode"].nunique())
-    pred_rhat = float(np.nanmax(rhat.loc[["predictions", "log-likelihood"]].to_numpy()))
+    spaces = ["predictions", "log-likelihood"]
+    if functional.index.name == "superchain":  # many short chains: do the groups agree?
+        spaces = [f"{space}, nested R-hat" for space in spaces]
+    pred_rhat = float(np.nanmax(rhat.loc[spaces].to_numpy()))
     if n_modes > 1:
         return _judge_functional_modes(functional, pred_rhat, steps, modes)
     why = _unconverged_reasons(
@@ -182,8 +185,9 @@ def _judge_functional_modes(
     Chains started from ensemble members (DEI, MCLMC) also hear how the members differ.
     """
     n_modes = int(functional["mode"].nunique())
+    unit = "superchains" if functional.index.name == "superchain" else "chains"
     groups = "; ".join(
-        f"mode {m}: chains {_chains(idx)}" for m, idx in functional.groupby("mode").groups.items()
+        f"mode {m}: {unit} {_chains(idx)}" for m, idx in functional.groupby("mode").groups.items()
     )
     fit_note, gap = "", 0.0
     if "mean_loglik" in functional:
@@ -198,7 +202,7 @@ def _judge_functional_modes(
         )
     return Verdict(
         "d",
-        f"the chains found {n_modes} different functions ({groups}); no symmetry maps "
+        f"the {unit} found {n_modes} different functions ({groups}); no symmetry maps "
         f"one onto another, so relabelling cannot merge them (prediction R-hat "
         f"{pred_rhat:.2f}).{fit_note} The posterior is multimodal in function space and "
         "these chains do not weigh the modes against each other." + _members_note(modes),
@@ -437,7 +441,18 @@ def _judge_approximation(
 
 
 def _chains(index: Any) -> str:
-    return ", ".join(str(int(i)) for i in index)
+    return index_ranges(index)
+
+
+def index_ranges(index: Any) -> str:
+    """Chain numbers in runs: ``0-3, 5, 7-9`` (a list of 1000 chains stays short)."""
+    runs: list[list[int]] = []
+    for i in sorted(int(i) for i in index):
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
 
 
 def _functional_mode_steps(local_optimum: bool) -> tuple[str, ...]:

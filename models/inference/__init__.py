@@ -20,6 +20,7 @@ from bnncat.models.inference.ensemble import fit_ensemble  # isort: skip
 from bnncat.models.inference.swag import fit_swag  # isort: skip
 from bnncat.models.inference.dei import fit_dei  # isort: skip
 from bnncat.models.inference.mclmc import fit_mclmc  # isort: skip
+from bnncat.models.inference.chees import fit_chees  # isort: skip
 from bnncat.models.inference.smc import fit_smc  # isort: skip
 from bnncat.models.inference.sgmcmc import fit_sgmcmc  # isort: skip
 from bnncat.models.inference.dispatch import fit
@@ -38,6 +39,7 @@ __all__ = [
     "Method",
     "fit",
     "fit_advi",
+    "fit_chees",
     "fit_dei",
     "fit_ensemble",
     "fit_fullrank_advi",

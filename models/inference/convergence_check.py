@@ -24,6 +24,9 @@ def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str,
     """R-hat and ESS of the network output at the training inputs, and divergences.
 
     At most ``CHECK_ROWS`` training inputs, evenly spaced in the data's order.
+    Chains started in groups (a ``superchain`` coordinate, e.g. ChEES-HMC's many
+    chains) get nested R-hat over the groups, and ``chains`` counts the groups: many
+    short chains answer together what a few long ones answer each.
 
     The network output is invariant to permuting or sign-flipping hidden
     units, so, unlike raw weights, its R-hat says whether the chains agree on
@@ -33,7 +36,7 @@ def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str,
     -------
     dict
         ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` over those inputs and
-        all outputs, ``divergences`` and ``chains``.
+        all outputs, ``divergences`` and ``chains`` (or superchains).
     """
     post = idata["posterior"]
     X = idata["constant_data"]["X"].values
@@ -53,13 +56,27 @@ def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str,
     mu = xr.Dataset({"mu": (("chain", "draw", "obs", "output"), mu)})
     stats = idata["sample_stats"] if "sample_stats" in idata.children else None
     diverging = stats["diverging"] if stats is not None and "diverging" in stats else None
+    groups = superchain_ids(post)
+    if groups is not None:
+        rhat, chains = az.rhat_nested(mu, superchain_ids=list(groups)), len(set(groups))
+    else:
+        rhat, chains = az.rhat(mu), int(post.sizes["chain"])
     return {
-        "max_rhat": float(az.rhat(mu)["mu"].max()) if post.sizes["chain"] > 1 else float("nan"),
+        "max_rhat": float(rhat["mu"].max()) if post.sizes["chain"] > 1 else float("nan"),
         "min_ess_bulk": float(az.ess(mu, method="bulk")["mu"].min()),
         "min_ess_tail": float(az.ess(mu, method="tail")["mu"].min()),
         "divergences": int(diverging.sum()) if diverging is not None else 0,  # none for ADVI
-        "chains": int(post.sizes["chain"]),
+        "chains": chains,
     }
+
+
+def superchain_ids(posterior: Any) -> np.ndarray | None:
+    """Each chain's group (the ``superchain`` coordinate): two or more equal groups, or None."""
+    if "superchain" not in posterior.coords:
+        return None
+    ids = np.asarray(posterior.coords["superchain"].values)
+    counts = np.unique(ids, return_counts=True)[1]
+    return ids if len(counts) >= 2 and len(set(counts)) == 1 else None
 
 
 def warn_if_unconverged(conv: dict[str, float]) -> None:
@@ -74,8 +91,8 @@ def warn_if_unconverged(conv: dict[str, float]) -> None:
     if conv["min_ess_bulk"] < MIN_ESS_PER_CHAIN * conv["chains"]:
         problems.append(
             f"the smallest bulk ESS of the predictions is {conv['min_ess_bulk']:.0f}, "
-            f"fewer than {MIN_ESS_PER_CHAIN} per chain ({MIN_ESS_PER_CHAIN * conv['chains']} "
-            f"for {conv['chains']} chains): "
+            f"fewer than {MIN_ESS_PER_CHAIN} per chain or superchain "
+            f"({MIN_ESS_PER_CHAIN * conv['chains']} for {conv['chains']}): "
             "draw more"
         )
     if conv["divergences"]:

@@ -32,7 +32,8 @@ def fit(net: Any, X: object, y: object, *, method: str = "nuts", **options: Any)
     method : str
         A registered method (``bnncat.models.inference.METHODS``): ``"nuts"``,
         ``"advi"``, ``"fullrank_advi"``, ``"laplace"``, ``"pathfinder"``,
-        ``"ensemble"``, ``"swag"``, ``"dei"``, ``"mclmc"``, ``"smc"``, ``"sgmcmc"``;
+        ``"ensemble"``, ``"swag"``, ``"dei"``, ``"mclmc"``, ``"chees"``, ``"smc"``,
+        ``"sgmcmc"``;
         each is documented at its ``bnncat.models.inference.fit_<method>``.
     **options
         The method's options.

@@ -1,6 +1,7 @@
 """Convergence in three spaces: raw and relabelled weights, predictions (and log-likelihood).
 
-Chains started from ensemble members also get nested R-hat, each member a superchain.
+Chains started in groups also get nested R-hat: ChEES-HMC's superchains, or chains
+started from ensemble members (each member a superchain).
 """
 
 from typing import Any
@@ -9,6 +10,7 @@ import numpy as np
 import xarray as xr
 
 from bnncat.identifiability.convergence import convergence_table, weight_dataset
+from bnncat.models.inference.convergence_check import superchain_ids
 from bnncat.report.inputs import DiagnosisInputs
 
 
@@ -30,10 +32,13 @@ def run(inputs: DiagnosisInputs) -> dict[str, Any]:
 
 
 def superchains(idata: xr.DataTree) -> np.ndarray | None:
-    """Each chain's member, for chains started from ensemble members; None where it can't apply.
+    """Each chain's group (superchain, or member it started from); None where it can't apply.
 
     Nested R-hat needs at least two superchains of equal size (``chains_per_member``).
     """
+    grouped = superchain_ids(idata["posterior"])
+    if grouped is not None:
+        return grouped
     if "ensemble" not in idata.children or "chain_member" not in idata["ensemble"]:
         return None
     ids = idata["ensemble"]["chain_member"].values
