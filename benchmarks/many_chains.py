@@ -28,8 +28,8 @@ from parts import OUT, in_fresh_process, run_parts
 
 CHAINS = (4, 16, 64, 256, 1024)
 SUPERCHAINS = 8
-DRAWS = 100
-TUNE = 500
+DRAWS = 300
+TUNE = 200
 REPEATS = 3
 PROBES = 50
 

@@ -20,6 +20,7 @@ from pymc.pytensorf import smarttypeX
 from bnncat.models.activations import ACTIVATIONS
 from bnncat.models.attrs import register_model
 from bnncat.models.data_spec import DataSpec
+from bnncat.models.integrated_output import add_marginal_likelihood
 from bnncat.models.likelihoods import LIKELIHOODS, Likelihood
 from bnncat.models.validation import (
     check_choice,
@@ -32,6 +33,8 @@ from bnncat.models.validation import (
 )
 
 PRIORS = ("fixed", "lecun", "hierarchical")
+#: Whether NUTS samples the output layer or it is integrated out (``MLP.output_layer``).
+OUTPUT_LAYERS = ("sampled", "integrated")
 #: Name of the last layer's raw output in the PyMC graph (not a stored variable).
 NET_OUT = "net_out"
 #: Default scale of the weight prior (see the ``prior_scale`` option of :class:`MLP`).
@@ -85,6 +88,13 @@ class MLP:
     noise_sd : float, optional
         A fixed noise sd of the ``normal`` likelihood, in the units of ``y``,
         instead of a learned ``sigma`` (also set by Laplace's evidence tuning).
+    output_layer : {"sampled", "integrated"}
+        ``"integrated"`` (``normal`` likelihood, fitted by NUTS): the sampler
+        sees the likelihood with the output weights and bias integrated out
+        (they are conjugate given the hidden layers and sigma), and exact draws
+        of them from their conditional are added afterwards; the posterior is
+        the plain model's, without its output-layer funnels (see
+        :mod:`bnncat.models.integrated_output`).
 
     Examples
     --------
@@ -104,6 +114,7 @@ class MLP:
     n_classes: int | None = field(default=None, kw_only=True)
     layer_prior_scales: tuple[float, ...] | None = field(default=None, kw_only=True)
     noise_sd: float | None = field(default=None, kw_only=True)
+    output_layer: Literal["sampled", "integrated"] = field(default="sampled", kw_only=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", check_hidden(self.hidden))
@@ -125,6 +136,16 @@ class MLP:
                 self, "n_classes", check_positive_int(self.n_classes, "n_classes", minimum=2)
             )
         self._check_fixed_scales()
+        check_choice(self.output_layer, OUTPUT_LAYERS, "output_layer")
+        # the marginal likelihood stands in for MLP.add_likelihood's Gaussian on the output
+        if self.output_layer == "integrated" and (
+            self.likelihood != "normal" or type(self).add_likelihood is not MLP.add_likelihood
+        ):
+            raise ValueError(
+                "output_layer='integrated' needs a Gaussian likelihood on the network output "
+                f"(likelihood='normal' of an MLP); got likelihood={self.likelihood!r} "
+                f"in {type(self).__name__}"
+            )
 
     def _check_fixed_scales(self) -> None:
         """Validate ``layer_prior_scales`` (one per layer) and ``noise_sd`` (normal only)."""
@@ -228,12 +249,17 @@ class MLP:
         spec: DataSpec,
         *,
         batch_size: int | None = None,
+        integrate_output: bool = False,
     ) -> pm.Model:
         """Build from already validated arrays and a spec; ``y=None`` gives the prediction model.
 
-        ``batch_size`` gives the minibatch model that ADVI trains on (see :func:`build_mlp`).
+        ``batch_size`` gives the minibatch model that ADVI trains on, and
+        ``integrate_output`` the model NUTS samples for ``output_layer="integrated"``
+        (see :func:`build_mlp`).
         """
-        return build_mlp(X, y, net=self, spec=spec, batch_size=batch_size)
+        return build_mlp(
+            X, y, net=self, spec=spec, batch_size=batch_size, integrate_output=integrate_output
+        )
 
     def layer_parameters(
         self, layer: int, fan_in: int, dims: tuple[str, str], spec: DataSpec
@@ -384,6 +410,7 @@ def build_mlp(
     net: MLP,
     spec: DataSpec,
     batch_size: int | None = None,
+    integrate_output: bool = False,
 ) -> pm.Model:
     """Build the PyMC model of ``net`` from validated arrays (pure: no sampling).
 
@@ -393,6 +420,8 @@ def build_mlp(
     (``pm.Minibatch``, dim ``obs`` of that length) and the likelihood is
     scaled to the ``n`` rows (``total_size``); its free variables are those of
     the full model, so an approximation fitted on it samples the full model.
+    With ``integrate_output`` the output layer is integrated out of the likelihood
+    of the observed ``y`` (:func:`~bnncat.models.integrated_output.add_marginal_likelihood`).
     """
     act = ACTIVATIONS[net.activation].tensor
     coords: dict[str, Sequence] = {"feature": list(spec.feature_names)}
@@ -418,6 +447,9 @@ def build_mlp(
             W, b = net.layer_parameters(i, fan_in, (in_dim, f"hidden{i + 1}"), spec)
             h = act(h @ W + b)
             in_dim, fan_in = f"hidden{i + 1}", width
+        if integrate_output:
+            add_marginal_likelihood(net, h, fan_in, y, spec)
+            return model
         W, b = net.layer_parameters(net.n_hidden_layers, fan_in, (in_dim, net.head_dim), spec)
         net_out = h @ W + b
         net_out.name = NET_OUT  # found by name where the network output is needed (Laplace)

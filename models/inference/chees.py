@@ -53,8 +53,8 @@ def fit_chees(
     *,
     chains: int = 256,
     superchains: int = 8,
-    draws: int = 50,
-    tune: int = 500,
+    draws: int = 100,
+    tune: int = 200,
     random_seed: int | None = None,
     target_accept: float = 0.651,
     learning_rate: float = 0.025,
@@ -80,6 +80,8 @@ def fit_chees(
         With two or more the diagnosis reports nested R-hat over the groups.
     draws, tune : int
         Draws kept per chain after ``tune`` warm-up steps adapted over the chains.
+        The warm-up learns from every chain at once, so it can be short (the
+        default was chosen by ``benchmarks/many_chains.py``; README, "Many chains").
     random_seed : int, optional
         Seed of the whole fit; drawn and stored in the attrs when omitted.
     target_accept : float

@@ -5,6 +5,7 @@ import sys
 from contextlib import nullcontext
 from typing import Any
 
+import numpy as np
 import pymc as pm
 import xarray as xr
 
@@ -18,6 +19,7 @@ from bnncat.models.inference.problem import (
 )
 from bnncat.models.inference.progress import heartbeat, writes_to_log
 from bnncat.models.inference.registry import register
+from bnncat.models.integrated_output import MARGINAL, draw_output_layer
 from bnncat.models.jax_runtime import jax_session
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
 
@@ -133,7 +135,14 @@ def fit_nuts(
     if precision == "auto":  # float32 wherever JAX computes: faster (README, "Performance")
         precision = "float32" if on_jax else "float64"
     problem = prepare_problem(
-        net, X, y, draws=draws, random_seed=random_seed, store_mu=store_mu, temperature=temperature
+        net,
+        X,
+        y,
+        draws=draws,
+        random_seed=random_seed,
+        store_mu=store_mu,
+        temperature=temperature,
+        integrate_output=True,
     )
     nuts: dict[str, Any] = {"target_accept": target_accept}
     if nuts_sampler == "numpyro":
@@ -143,6 +152,9 @@ def fit_nuts(
     if precision == "float32":  # stored in float64 like every other fit
         for group in ("posterior", "sample_stats"):
             idata[group] = as_float64(idata[group].to_dataset())
+    if MARGINAL in problem.model.named_vars:  # output layer integrated out: draw it now
+        seed = int(np.random.SeedSequence([problem.random_seed, 1]).generate_state(1)[0])
+        draw_output_layer(idata, net, problem.X, problem.y, problem.spec, seed)
     options = {
         "tune": tune,
         "chains": chains,

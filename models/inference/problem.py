@@ -93,18 +93,44 @@ def prepare_problem(
     random_seed: object,
     store_mu: bool,
     temperature: object = 1.0,
+    integrate_output: bool = False,
 ) -> Problem:
-    """Validate the options every method shares and the data; build the (tempered) model."""
+    """Validate the options every method shares and the data; build the (tempered) model.
+
+    ``integrate_output``: the method can fit a net with ``output_layer="integrated"``
+    (NUTS); its model then leaves the output layer out (the method draws it after).
+    """
     check_versions()
     draws = check_positive_int(draws, "draws")
     random_seed = check_seed(random_seed)
     temperature = check_positive_float(temperature, "temperature")
+    integrated = _check_integrated(net, integrate_output, temperature, store_mu)
     X_arr, y_arr, spec = net.data_spec(X, y)
     if _PRIOR.get() is not None:
         spec = _PRIOR.get().spec
-    model = build_model(net, X_arr, y_arr, spec, temperature)
+    if integrated:
+        model = net.build_validated(X_arr, y_arr, spec, integrate_output=True)
+    else:
+        model = build_model(net, X_arr, y_arr, spec, temperature)
     keep = [v.name for v in model.free_RVs + model.deterministics if store_mu or v.name != "mu"]
     return Problem(net, X_arr, y_arr, spec, model, keep, random_seed, draws, temperature)
+
+
+def _check_integrated(net: Any, method_can: bool, temperature: float, store_mu: bool) -> bool:
+    """Whether the fit integrates the output layer out; refuse what it cannot do."""
+    if getattr(net, "output_layer", "sampled") != "integrated":
+        return False
+    if not method_can:
+        raise ValueError(
+            "net has output_layer='integrated', which only NUTS fits (method='nuts'); "
+            "use output_layer='sampled' for other methods"
+        )
+    if temperature != 1.0 or store_mu or _PRIOR.get() is not None:
+        raise ValueError(
+            "output_layer='integrated' fits the Bayesian posterior only: temperature must "
+            "be 1, store_mu False, and it cannot update a previous fit"
+        )
+    return True
 
 
 def build_model(
