@@ -48,9 +48,19 @@ class ModelBuilder(Protocol):
         """Build the PyMC model of the data."""
 
     def build_validated(
-        self, X: np.ndarray, y: np.ndarray | None, spec: DataSpec, *, batch_size: int | None = None
+        self,
+        X: np.ndarray,
+        y: np.ndarray | None,
+        spec: DataSpec,
+        *,
+        batch_size: int | None = None,
+        integrate_output: bool = False,
     ) -> pm.Model:
-        """Build the PyMC model of validated arrays (``y=None``: for prediction)."""
+        """Build the PyMC model of validated arrays (``y=None``: for prediction).
+
+        ``batch_size``: the minibatch model; ``integrate_output``: the likelihood with the
+        output layer integrated out (for a net with ``output_layer="integrated"``).
+        """
 
     def fit(self, X: object, y: object, **kwargs: Any) -> xr.DataTree:
         """Fit by any method of :func:`bnncat.models.fit`."""
