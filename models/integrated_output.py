@@ -38,7 +38,6 @@ def add_marginal_likelihood(net: Any, h: Any, fan_in: int, y: np.ndarray, spec: 
     from bnncat.models.likelihoods import noise_scale
     from bnncat.models.mlp import weight_prior_scale  # mlp builds with this module
 
-
     scale = np.asarray(spec.y_scale, dtype=float)
     y_std = (np.asarray(y, dtype=float).reshape(len(y), -1) - np.asarray(spec.y_loc)) / scale
     if net.noise_sd is None:
