@@ -74,7 +74,12 @@ def superchain_ids(posterior: Any) -> np.ndarray | None:
     """Each chain's group (the ``superchain`` coordinate): two or more equal groups, or None."""
     if "superchain" not in posterior.coords:
         return None
-    ids = np.asarray(posterior.coords["superchain"].values)
+    return equal_groups(posterior.coords["superchain"].values)
+
+
+def equal_groups(ids: Any) -> np.ndarray | None:
+    """``ids`` if they form two or more groups of equal size (nested R-hat's need), else None."""
+    ids = np.asarray(ids)
     counts = np.unique(ids, return_counts=True)[1]
     return ids if len(counts) >= 2 and len(set(counts)) == 1 else None
 

@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 
 from bnncat.identifiability.convergence import convergence_table, weight_dataset
-from bnncat.models.inference.convergence_check import superchain_ids
+from bnncat.models.inference.convergence_check import equal_groups, superchain_ids
 from bnncat.report.inputs import DiagnosisInputs
 
 
@@ -41,6 +41,4 @@ def superchains(idata: xr.DataTree) -> np.ndarray | None:
         return grouped
     if "ensemble" not in idata.children or "chain_member" not in idata["ensemble"]:
         return None
-    ids = idata["ensemble"]["chain_member"].values
-    counts = np.unique(ids, return_counts=True)[1]
-    return ids if len(counts) >= 2 and len(set(counts)) == 1 else None
+    return equal_groups(idata["ensemble"]["chain_member"].values)
