@@ -13,6 +13,9 @@ PyMC is outside the range these calls were checked against.
   ``canonicalize`` database (registered by ``pymc.logprob.utils``): PyMC's own
   compile applies it to turn parameter checks into -inf; the JAX ADVI loop asks
   for it by name.
+- ``pymc.sampling.jax._get_batched_jittered_initial_points``: the start-point
+  check of PyMC's JAX samplers, which evaluates the log density op by op (see
+  :func:`jitted_start_checks`).
 """
 
 import warnings
@@ -31,6 +34,7 @@ PRIVATE_CALLS = (
     ("pymc.util", "_get_seeds_per_chain"),
     ("pymc.backends.ndarray", "NDArray"),
     ("pymc.backends.base", "MultiTrace"),
+    ("pymc.sampling.jax", "_get_batched_jittered_initial_points"),
 )
 _warned = False
 
@@ -101,3 +105,28 @@ def more_chains_than_draws() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Found chain dimension to be longer", UserWarning)
         yield
+
+
+@contextmanager
+def jitted_start_checks() -> Iterator[None]:
+    """Check the jittered start points of PyMC's JAX samplers with one compiled log density.
+
+    PyMC evaluates the log density at each start point eagerly, which compiles
+    every operation of the graph as a program of its own: about 2 s of a small
+    net's first fit. Jitted, it is one program. The start points, and so the
+    draws, are the same.
+    """
+    import jax
+    import pymc.sampling.jax as pymc_jax
+
+    original = pymc_jax._get_batched_jittered_initial_points
+
+    def with_jitted_logp(*args: Any, logp_fn: Any = None, **kwargs: Any) -> Any:
+        logp_fn = None if logp_fn is None else jax.jit(logp_fn)
+        return original(*args, logp_fn=logp_fn, **kwargs)
+
+    pymc_jax._get_batched_jittered_initial_points = with_jitted_logp
+    try:
+        yield
+    finally:
+        pymc_jax._get_batched_jittered_initial_points = original

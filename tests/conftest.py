@@ -67,13 +67,20 @@ def copies_fit():
 
 @pytest.fixture(scope="session", autouse=True)
 def jax_cache_of_the_session(tmp_path_factory):
-    """Compiled programs go to a folder of this test session, not the user's cache."""
+    """Compiled programs go to a folder of this test session, not the user's cache.
+
+    The xdist workers (and the notebooks' kernels) share it: a program one of them
+    compiled, the others load.
+    """
     import os
 
     from bnncat.models.jax_runtime import CACHE_ENV
 
     before = os.environ.get(CACHE_ENV)
-    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("jax-cache"))
+    session_root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's folder sits in the session's
+        session_root = session_root.parent
+    os.environ[CACHE_ENV] = str(session_root / "jax-cache")
     yield
     if before is None:
         os.environ.pop(CACHE_ENV)

@@ -2,6 +2,7 @@
 
 import importlib
 
+import numpy as np
 import pytensor
 import pytest
 
@@ -33,3 +34,26 @@ def test_a_pymc_outside_the_checked_versions_is_warned_about(monkeypatch):
     monkeypatch.setattr(pymc_internals, "_warned", False)
     with pytest.warns(UserWarning, match="outside the versions"):
         pymc_internals.check_versions()
+
+
+def test_jitted_start_checks_keep_the_draws_and_restore_pymc(sine_data):
+    import pymc.sampling.jax as pymc_jax
+
+    from bnncat.models import MLP
+
+    X, y = sine_data
+    model = MLP((2,)).build(X, y)
+    original = pymc_jax._get_batched_jittered_initial_points
+    plain = original(model=model, chains=2, initvals=None, random_seed=3, logp_fn=None)
+    with pymc_internals.jitted_start_checks():
+        assert pymc_jax._get_batched_jittered_initial_points is not original
+        checked = pymc_jax._get_batched_jittered_initial_points(
+            model=model,
+            chains=2,
+            initvals=None,
+            random_seed=3,
+            logp_fn=pymc_jax.get_jaxified_logp(model, negative_logp=False),
+        )
+    assert pymc_jax._get_batched_jittered_initial_points is original
+    for a, b in zip(plain, checked, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -21,6 +21,7 @@ from bnncat.models.inference.progress import heartbeat, writes_to_log
 from bnncat.models.inference.registry import register
 from bnncat.models.integrated_output import MARGINAL, draw_output_layer
 from bnncat.models.jax_runtime import jax_session
+from bnncat.models.pymc_internals import jitted_start_checks
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
 
 NUTS_SAMPLERS = ("numpyro", "nutpie", "pymc", "blackjax")
@@ -182,7 +183,8 @@ def _sample(
 ) -> xr.DataTree:
     """Run ``pm.sample``; in a log, a heartbeat line instead of the sampler's bars."""
     desc = f"NUTS ({nuts_sampler}): {chains} chains x {tune + problem.draws} iterations"
-    with jax_session(precision), heartbeat(desc) if in_log else nullcontext():
+    checks = jitted_start_checks() if nuts_sampler in _JAX_SAMPLERS else nullcontext()
+    with jax_session(precision), checks, heartbeat(desc) if in_log else nullcontext():
         return pm.sample(
             problem.draws,
             tune=tune,
