@@ -241,7 +241,7 @@ def test_diagnose_of_a_missing_file_is_a_clear_error(tmp_path, capsys):
 def test_laplace_from_the_command_line_with_its_options_and_a_linearized_predictive(tmp_path):
     out = tmp_path / "res"
     argv = ["fit", "--data", "mcycle", "--method", "laplace", "--hessian", "ggn", "--restarts"]
-    argv += ["2", "--draws", "40", "--marglik", "--temperature", "0.5"]
+    argv += ["2", "--draws", "40", "--marglik", "--temperature", "0.5", "--hidden", "3"]
     assert main([*argv, "--out", str(out), "--no-progress"]) == 0
     idata = load(out / "fit.nc")
     options = json.loads(idata.attrs["bnncat_fit"])

@@ -41,20 +41,34 @@ def test_the_previous_posterior_replaces_the_prior_exactly(sine):
     np.testing.assert_allclose(new.model.compile_logp()(point), expected, rtol=1e-10)
 
 
+# Each prior on two of the three builders: every builder chains two updates, the
+# second with another prior than the first (a full grid cost three times as long).
 @pytest.mark.parametrize(
-    "net", [MLP((2,)), OrderedMLP((2,)), MixtureRegressor((2,), n_components=2)], ids=repr
+    ("net", "priors"),
+    [
+        (MLP((2,)), ("full", "diag")),
+        (OrderedMLP((2,)), ("diag", "laplace")),
+        (MixtureRegressor((2,), n_components=2), ("laplace", "full")),
+    ],
+    ids=lambda v: repr(v) if not isinstance(v, tuple) else "-".join(v),
 )
-@pytest.mark.parametrize("prior", ["full", "diag", "laplace"])
-def test_update_runs_on_every_builder_and_records_the_batch(net, prior, sine):
+def test_update_runs_on_every_builder_and_records_the_batch(net, priors, sine):
     X, y = sine
     first = fit(net, X[:60], y[:60], random_seed=1, **LAPLACE)
-    second = update(first, X[60:], y[60:], prior=prior, random_seed=2, **LAPLACE)
-    third = update(second, X[:30], y[:30], prior=prior, random_seed=3, **LAPLACE)
+    second = update(first, X[60:], y[60:], prior=priors[0], random_seed=2, **LAPLACE)
+    assert json.loads(second.attrs["bnncat_fit"])["update_prior"] == priors[0]
+    third = update(second, X[:30], y[:30], prior=priors[1], random_seed=3, **LAPLACE)
     options = json.loads(third.attrs["bnncat_fit"])
-    assert options["update_batch"] == 3 and options["update_prior"] == prior
+    assert options["update_batch"] == 3 and options["update_prior"] == priors[1]
     assert options["update_relabel"] is True and options["method"] == "laplace"
     assert third.attrs["bnncat_data_spec"] == first.attrs["bnncat_data_spec"]
     assert np.isfinite(predict(third, X[:5])["predictions"]["y"]).all()
+
+
+@pytest.fixture(scope="module")
+def advi_fit(sine):
+    X, y = sine
+    return fit(MLP((2,)), X, y, method="advi", draws=30, advi_iterations=100, random_seed=1)
 
 
 @pytest.mark.parametrize(
@@ -70,12 +84,11 @@ def test_update_runs_on_every_builder_and_records_the_batch(net, prior, sine):
     ],
     ids=["width", "prior", "relabel", "laplace", "marglik", "posterior", "method"],
 )
-def test_bad_updates_fail_before_any_work(call, error, match, sine, monkeypatch):
+def test_bad_updates_fail_before_any_work(call, error, match, sine, advi_fit, monkeypatch):
     X, y = sine
-    first = fit(MLP((2,)), X, y, method="advi", draws=30, advi_iterations=100, random_seed=1)
     monkeypatch.setattr(online, "fit", lambda *a, **k: pytest.fail("fitted"))
     with pytest.raises(error, match=match):
-        call(first, X, y)
+        call(advi_fit, X, y)
 
 
 def _without_posterior(idata):
