@@ -78,6 +78,12 @@ def _add_fit_parser(sub: Any) -> argparse.ArgumentParser:
     )
     fit.add_argument("--seed", type=int, default=1, help="random seed of the whole fit")
     fit.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    fit.add_argument(
+        "--no-figures",
+        action="store_true",
+        help="write fit.nc, summary.csv and the report's tables, but draw no figure "
+        "(faster: batch jobs)",
+    )
     fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return fit
 
@@ -357,15 +363,15 @@ def run_fit(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)  # only now: a failed fit leaves nothing behind
     written = {"fit": save(idata, args.out / "fit.nc")}
     report = diagnose(idata, random_seed=args.seed)
-    summary = _write_relabelled_summary(idata, report, args.out, written)
-    for name, path in report.write(args.out).items():
-        written[name] = path
+    summary = _write_relabelled_summary(idata, report, args.out, written, args.no_figures)
+    written |= report.write(args.out, figures=not args.no_figures)
 
     print(f"\nDone in {elapsed:.1f} s.")
     print()
     _print_verdict(report)
+    shown = "summary.csv shows" if args.no_figures else "summary.csv and trace.png show"
     print(
-        "summary.csv and trace.png show the weights relabelled to one canonical copy "
+        f"{shown} the weights relabelled to one canonical copy "
         "(bnncat.identifiability.canonicalize, method pivot); report.html has the diagnosis."
     )
     rows = [i for i in summary.index if i.split("[")[0] in SHOWN or i.endswith("_sd")]
@@ -405,7 +411,9 @@ def _build_net(args: argparse.Namespace, y: Any, task: str) -> Any:
     )
 
 
-def _write_relabelled_summary(idata: Any, report: Any, out: Path, written: dict) -> Any:
+def _write_relabelled_summary(
+    idata: Any, report: Any, out: Path, written: dict, no_figures: bool = False
+) -> Any:
     """Write summary.csv and trace.png of the relabelled weights; return the summary."""
     import arviz as az
 
@@ -418,8 +426,9 @@ def _write_relabelled_summary(idata: Any, report: Any, out: Path, written: dict)
     summary = az.summary(canon, kind="all" if fit_kind(idata) == "mcmc" else "stats")
     summary.to_csv(out / "summary.csv")
     written["summary"] = out / "summary.csv"
-    plot_trace(canon).savefig(out / "trace.png", dpi=90)
-    written["trace"] = out / "trace.png"
+    if not no_figures:
+        plot_trace(canon).savefig(out / "trace.png", dpi=90)
+        written["trace"] = out / "trace.png"
     return summary
 
 

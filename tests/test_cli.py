@@ -123,10 +123,17 @@ def test_fit_from_a_csv_file_with_advi(tmp_path):
             "--out",
             str(out),
             "--no-progress",
+            "--no-figures",
         ]
     )
     assert code == 0
     assert load(out / "fit.nc")["posterior"]["W1"].shape == (1, 30, 2, 8)
+    # the tables without a figure: no PNG, and none embedded in the page
+    assert (out / "summary.csv").is_file() and not list(out.glob("*.png"))
+    assert (
+        "<table" in (out / "report.html").read_text()
+        and "<img" not in (out / "report.html").read_text()
+    )
 
 
 @pytest.mark.parametrize(
@@ -165,6 +172,7 @@ def saved_fit(tmp_path_factory):
     """A small fit written by `bnncat fit`, and what the command printed."""
     out = tmp_path_factory.mktemp("cli") / "res"
     argv = ["fit", "--data", "mcycle", "--hidden", "3", "--draws", "40", "--tune", "40"]
+    argv += ["--no-figures"]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert (
@@ -204,7 +212,8 @@ def test_predict_writes_one_row_per_input_row(saved_fit, tmp_path):
 def test_predict_gives_class_probabilities(tmp_path):
     out = tmp_path / "res"
     argv = ["fit", "--data", "two_moons", "--method", "advi", "--draws", "50"]
-    assert main([*argv, "--advi-iterations", "300", "--out", str(out), "--no-progress"]) == 0
+    argv += ["--advi-iterations", "300", "--no-figures"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
     pred_path = tmp_path / "p.csv"
     assert (
         main(["predict", str(out / "fit.nc"), "--data", "two_moons", "--out", str(pred_path)]) == 0
@@ -241,7 +250,8 @@ def test_diagnose_of_a_missing_file_is_a_clear_error(tmp_path, capsys):
 def test_laplace_from_the_command_line_with_its_options_and_a_linearized_predictive(tmp_path):
     out = tmp_path / "res"
     argv = ["fit", "--data", "mcycle", "--method", "laplace", "--hessian", "ggn", "--restarts"]
-    argv += ["2", "--draws", "40", "--marglik", "--temperature", "0.5", "--hidden", "3"]
+    argv += ["2", "--draws", "40", "--marglik", "--temperature", "0.5", "--no-figures"]
+    argv += ["--hidden", "3"]
     assert main([*argv, "--out", str(out), "--no-progress"]) == 0
     idata = load(out / "fit.nc")
     options = json.loads(idata.attrs["bnncat_fit"])
@@ -257,7 +267,7 @@ def test_laplace_from_the_command_line_with_its_options_and_a_linearized_predict
 def test_pathfinder_from_the_command_line(tmp_path):
     out = tmp_path / "res"
     argv = ["fit", "--data", "mcycle", "--method", "pathfinder", "--paths", "2", "--draws", "30"]
-    assert main([*argv, "--hidden", "3", "--out", str(out), "--no-progress"]) == 0
+    assert main([*argv, "--hidden", "3", "--out", str(out), "--no-progress", "--no-figures"]) == 0
     idata = load(out / "fit.nc")
     assert idata["posterior"].sizes["chain"] == 2 and "pareto_k" in idata["sample_stats"].attrs
 
@@ -266,7 +276,7 @@ def test_an_ensemble_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "res"
     argv = ["fit", "--data", "mcycle", "--method", "ensemble", "--members", "3", "--anchored"]
     argv += ["--adam-steps", "50", "--maxiter", "100", "--gaussian", "laplace", "--draws", "30"]
-    assert main([*argv, "--hidden", "3", "--out", str(out), "--no-progress"]) == 0
+    assert main([*argv, "--hidden", "3", "--out", str(out), "--no-progress", "--no-figures"]) == 0
     idata = load(out / "fit.nc")
     options = json.loads(idata.attrs["bnncat_fit"])
     assert options["anchored"] and options["hessian"] == "last_layer"
@@ -287,7 +297,7 @@ def test_chains_from_ensemble_members_from_the_command_line(tmp_path):
     out = tmp_path / "res"
     argv = ["fit", "--data", "mcycle", "--method", "dei", "--members", "2", "--tune", "20"]
     argv += ["--chains-per-member", "2", "--adam-steps", "30", "--maxiter", "30", "--draws", "20"]
-    assert main([*argv, "--hidden", "2", "--out", str(out), "--no-progress"]) == 0
+    assert main([*argv, "--hidden", "2", "--out", str(out), "--no-progress", "--no-figures"]) == 0
     idata = load(out / "fit.nc")
     options = json.loads(idata.attrs["bnncat_fit"])
     assert options["tune"] == 20 and options["chains_per_member"] == 2
@@ -334,7 +344,7 @@ def test_chains_from_ensemble_members_from_the_command_line(tmp_path):
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_the_other_many_mode_methods_from_the_command_line(options, tmp_path):
     out = tmp_path / "res"
-    argv = ["fit", "--data", "mcycle", "--hidden", "2", *options, "--seed", "3"]
+    argv = ["fit", "--data", "mcycle", "--hidden", "2", *options, "--seed", "3", "--no-figures"]
     assert main([*argv, "--out", str(out), "--no-progress"]) == 0
     idata = load(out / "fit.nc")
     fitted = json.loads(idata.attrs["bnncat_fit"])

@@ -258,6 +258,7 @@ def test_fit_predict_save_load_and_cli(mdn_fit, tmp_path):
                 "--out",
                 str(out),
                 "--no-progress",
+                "--no-figures",
             ]
         )
         == 0

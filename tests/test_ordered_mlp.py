@@ -169,6 +169,7 @@ def test_cli_fits_the_ordered_model(tmp_path):
                 "--out",
                 str(out),
                 "--no-progress",
+                "--no-figures",
             ]
         )
         == 0

@@ -159,9 +159,12 @@ class DiagnosticReport:
                 plt.close(render.figure_of(fig))
         return self._pngs
 
-    def write(self, folder: str | Path) -> dict[str, Path]:
-        """Write ``report.html`` (figures embedded), ``report.md`` and one PNG per figure."""
-        return render.write(self, folder)
+    def write(self, folder: str | Path, *, figures: bool = True) -> dict[str, Path]:
+        """Write ``report.html`` (figures embedded), ``report.md`` and one PNG per figure.
+
+        ``figures=False`` writes the tables only (no figure is drawn).
+        """
+        return render.write(self, folder, figures=figures)
 
 
 def per_chain(title: str, table: pd.DataFrame) -> dict[str, pd.DataFrame]:

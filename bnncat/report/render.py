@@ -78,15 +78,19 @@ def html_page(report: Any, *, figures: bool = True) -> str:
     return _HTML_PAGE.format(title=title, body="\n".join(body))
 
 
-def write(report: Any, folder: str | Path) -> dict[str, Path]:
-    """Write ``report.html`` (figures embedded), ``report.md`` and one PNG per figure."""
+def write(report: Any, folder: str | Path, *, figures: bool = True) -> dict[str, Path]:
+    """Write ``report.html`` (figures embedded), ``report.md`` and one PNG per figure.
+
+    With ``figures=False`` no figure is drawn: the HTML page has the tables only.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    for name, png in report.figure_pngs().items():
+    for name, png in report.figure_pngs().items() if figures else ():
         written[name] = folder / f"{name}.png"
         written[name].write_bytes(png)
-    (folder / "report.html").write_text(report.to_html(), encoding="utf-8")
+    html = report.to_html(figures=figures)
+    (folder / "report.html").write_text(html, encoding="utf-8")
     (folder / "report.md").write_text(report.to_markdown(), encoding="utf-8")
     return {"report": folder / "report.html", "markdown": folder / "report.md", **written}
 
