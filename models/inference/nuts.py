@@ -181,24 +181,54 @@ def _sample(
     progressbar: bool,
     in_log: bool,
 ) -> xr.DataTree:
-    """Run ``pm.sample``; in a log, a heartbeat line instead of the sampler's bars."""
+    """Sample with PyMC; in a log, a heartbeat line instead of the sampler's bars."""
     desc = f"NUTS ({nuts_sampler}): {chains} chains x {tune + problem.draws} iterations"
-    checks = jitted_start_checks() if nuts_sampler in _JAX_SAMPLERS else nullcontext()
-    with jax_session(precision), checks, heartbeat(desc) if in_log else nullcontext():
-        return pm.sample(
-            problem.draws,
-            tune=tune,
-            chains=chains,
-            random_seed=problem.random_seed,
-            model=problem.model,
-            nuts_sampler=nuts_sampler,
-            nuts=nuts,
-            var_names=problem.keep,
-            progressbar=progressbar and not in_log,
-            # PyMC's own checks judge raw weights, whose R-hat the symmetries of hidden
-            # units inflate even when the chains agree; see warn_if_unconverged.
-            compute_convergence_checks=False,
-        )
+    options = {
+        "tune": tune,
+        "chains": chains,
+        "model": problem.model,
+        "var_names": problem.keep,
+        "progressbar": progressbar and not in_log,
+        # PyMC's own checks judge raw weights, whose R-hat the symmetries of hidden
+        # units inflate even when the chains agree; see warn_if_unconverged.
+        "compute_convergence_checks": False,
+    }
+    with jax_session(precision), heartbeat(desc) if in_log else nullcontext():
+        if nuts_sampler not in _JAX_SAMPLERS:
+            return pm.sample(
+                problem.draws,
+                random_seed=problem.random_seed,
+                nuts_sampler=nuts_sampler,
+                nuts=nuts,
+                **options,
+            )
+        with jitted_start_checks():
+            return _sample_on_jax(problem, nuts_sampler, nuts, options)
+
+
+def _sample_on_jax(
+    problem: Problem, nuts_sampler: str, nuts: dict[str, Any], options: dict[str, Any]
+) -> xr.DataTree:
+    """Call PyMC's JAX sampler as ``pm.sample`` does, without its step-method assignment.
+
+    ``pm.sample`` first assigns PyMC step methods to every variable, which builds
+    gradient graphs the JAX samplers never use (most of a second of a small net's
+    fit). The seed is the one ``pm.sample`` hands on, so the draws are the same.
+    """
+    from pymc.sampling import jax as pymc_jax
+    from pymc.util import get_random_generator
+
+    chain_seed = get_random_generator(problem.random_seed).spawn(options["chains"])[0]
+    sampler = getattr(pymc_jax, f"sample_{nuts_sampler}_nuts")
+    nuts = dict(nuts)
+    return sampler(
+        problem.draws,
+        random_seed=int(chain_seed.integers(2**30)),
+        target_accept=nuts.pop("target_accept"),
+        **({"chain_method": nuts.pop("chain_method")} if "chain_method" in nuts else {}),
+        nuts_kwargs=nuts,
+        **options,
+    )
 
 
 def log_chains(idata: xr.DataTree) -> None:
