@@ -61,6 +61,45 @@ def test_same_seed_same_draws(nuts_fit):
     xr.testing.assert_equal(again["posterior"].to_dataset(), idata["posterior"].to_dataset())
 
 
+def test_fit_draws_what_pm_sample_draws_from_the_same_seed(nuts_fit):
+    """fit calls PyMC's numpyro sampler directly: the draws are pm.sample's, bit for bit."""
+    from bnncat.models.inference.nuts import numpyro_chain_method
+    from bnncat.models.inference.problem import prepare_problem
+    from bnncat.models.jax_runtime import jax_session
+
+    net, ds, idata = nuts_fit
+    problem = prepare_problem(net, ds.X, ds.y, draws=60, random_seed=11, store_mu=False)
+    with jax_session("float32"):
+        ref = pm.sample(
+            60,
+            tune=60,
+            chains=2,
+            random_seed=11,
+            model=problem.model,
+            nuts_sampler="numpyro",
+            nuts={"chain_method": numpyro_chain_method(2)},
+            var_names=problem.keep,
+            progressbar=False,
+            compute_convergence_checks=False,
+        )
+    for name, draws in ref["posterior"].items():
+        np.testing.assert_array_equal(idata["posterior"][name].values, draws.values)
+
+
+def test_blackjax_nuts_is_refused_while_pymc_cannot_drive_it(monkeypatch):
+    from bnncat.models.inference import nuts
+
+    ds = data.load("sine", n=20, seed=3)
+    model = MLP((2,)).build(ds.X, ds.y)
+    if nuts._blackjax_nuts_broken():  # PyMC's own call fails: the refusal is needed
+        with pytest.raises(TypeError, match="progress_bar"):
+            pm.sample(5, tune=5, chains=1, model=model, nuts_sampler="blackjax", progressbar=False)
+    monkeypatch.setattr(nuts, "_blackjax_nuts_broken", lambda: True)
+    monkeypatch.setattr(nuts, "_sample", lambda *a, **k: pytest.fail("sampled"))
+    with pytest.raises(ValueError, match="nuts_sampler='blackjax' does not run"):
+        MLP((2,)).fit(ds.X, ds.y, nuts_sampler="blackjax", **TINY)
+
+
 def test_omitted_seed_is_drawn_and_recorded():
     ds = data.load("sine", n=20, seed=1)
     idata = MLP((2,)).fit(ds.X, ds.y, method="advi", draws=5, advi_iterations=50, progressbar=False)

@@ -56,7 +56,23 @@ def _check_sampler(nuts_sampler: object) -> str:
             f"nuts_sampler={nuts_sampler!r} needs the {package!r} package, which is not "
             f"installed (pip install {package})"
         )
+    if nuts_sampler == "blackjax" and _blackjax_nuts_broken():
+        raise ValueError(
+            "nuts_sampler='blackjax' does not run with PyMC < 6.5 and BlackJAX >= 1.7: PyMC "
+            "hands BlackJAX's window adaptation a progress_bar option it no longer takes; "
+            "use nuts_sampler='numpyro' (the default), or method='chees' for BlackJAX's HMC"
+        )
     return nuts_sampler
+
+
+def _blackjax_nuts_broken() -> bool:
+    """Tell whether the installed PyMC and BlackJAX are the pair whose NUTS fails."""
+    from importlib.metadata import version
+
+    def major_minor(package: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in version(package).split(".")[:2])
+
+    return major_minor("pymc") < (6, 5) and major_minor("blackjax") >= (1, 7)
 
 
 @register(
