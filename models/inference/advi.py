@@ -85,9 +85,9 @@ def fit_advi(
         stop in a poor optimum that prunes hidden units and overestimates the
         noise (README, "What is in it").
     advi_engine : {"jax", "pymc"}
-        ``"jax"``: PyMC's objective and Adam updates, compiled with the whole
-        loop into one JAX program (faster per iteration, the more so the larger
-        the net: README, "Performance"). ``"pymc"``: ``pm.fit``.
+        ``"jax"``: BlackJAX's Gaussian VI on PyMC's JAX log density with Optax's
+        Adam (on minibatches, PyMC's objective graph), the whole loop compiled
+        into one JAX program (README, "Performance"). ``"pymc"``: ``pm.fit``.
     batch_size : int, optional
         Optimise on random minibatches of this many rows, the likelihood scaled
         by ``n / batch_size`` (``pm.Minibatch`` and ``total_size``). The stored fit
