@@ -57,6 +57,20 @@ def test_the_same_seed_gives_the_same_fit_and_chunks_do_not_change_it(monkeypatc
     np.testing.assert_array_equal(one["posterior"]["W1"].values, other["posterior"]["W1"].values)
 
 
+def test_minibatch_models_keep_pymcs_objective_graph():
+    """BlackJAX's step would freeze pm.Minibatch's rows into one constant batch."""
+    from bnncat.models.inference.problem import build_model, prepare_problem
+
+    ds = data.load("sine", n=40, seed=3)
+    net = MLP((2,))
+    problem = prepare_problem(
+        net, ds.X, ds.y, draws=10, random_seed=1, store_mu=False, temperature=1.0
+    )
+    assert not advi_jax._uses_minibatches(problem.model)
+    batched = build_model(net, problem.X, problem.y, problem.spec, 1.0, batch_size=10)
+    assert advi_jax._uses_minibatches(batched)
+
+
 class _State:
     """The fields of BlackJAX's VI states that ``_set_params`` reads."""
 
