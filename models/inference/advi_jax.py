@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pymc as pm
 
-from bnncat.models.inference.advi_start import make_inference
+from bnncat.models.inference.advi_start import make_inference, packed_diagonal
 from bnncat.models.inference.progress import Progress
 from bnncat.models.jax_runtime import jax_session
 from bnncat.models.pymc_internals import CHECK_PARAMETER_REWRITE
@@ -134,8 +134,7 @@ def _set_params(group: Any, method: str, state: Any) -> None:
     chol = np.diag(np.exp(spread[:n]))
     chol[np.tril_indices(n, k=-1)] = spread[n:]
     packed = chol[np.tril_indices(n)]
-    diagonal = np.cumsum(np.arange(1, n + 1)) - 1  # PyMC packs rows, its diagonal pre-softplus
-    packed[diagonal] = _inverse_softplus(np.diag(chol))
+    packed[packed_diagonal(n)] = _inverse_softplus(np.diag(chol))  # PyMC's: pre-softplus
     params["L_tril"].set_value(packed.astype(params["L_tril"].dtype))
 
 

@@ -74,9 +74,14 @@ def make_inference(model: pm.Model, method: str, random_seed: int, start: dict) 
         packed = group.params_dict["L_tril"]  # rows of the lower triangle, diagonal pre-softplus
         value = packed.get_value()
         n = len(group.params_dict["mu"].get_value())
-        value[np.cumsum(np.arange(1, n + 1)) - 1] = np.log(np.expm1(ADVI_START_SD))
+        value[packed_diagonal(n)] = np.log(np.expm1(ADVI_START_SD))
         packed.set_value(value)
     return inference
+
+
+def packed_diagonal(n: int) -> np.ndarray:
+    """Positions of the diagonal in PyMC's full-rank ``L_tril`` (the lower triangle's rows)."""
+    return np.cumsum(np.arange(1, n + 1)) - 1
 
 
 def _floor_log_increments(value: np.ndarray, positive: bool) -> np.ndarray:
