@@ -19,6 +19,17 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
         os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={HOST_DEVICES}"
     ).strip()
 
+# PyMC hands JAX the observed data as constants of the log density. JAX's "simplified
+# constants" (its coming default) pass every array constant to the compiled program as an
+# argument instead of writing it into the program, so a fit of other data of the same
+# shapes finds its compiled programs in the persistent cache (models/jax_runtime.py) rather
+# than compiling them again. JAX reads these once, at its import; a user's own values win.
+for _name, _value in {
+    "JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS": "true",
+    "JAX_EMBEDDED_CONSTANTS_MAX_BYTES": "0",
+}.items():
+    os.environ.setdefault(_name, _value)
+
 # The public API, `from bnncat import diagnose`. It is loaded on first use (PEP 562), so
 # that `import bnncat` (the command line's start, `bnncat --help`) stays free of PyMC and
 # JAX, and the XLA flags above are set before anything can start JAX.

@@ -11,8 +11,8 @@ from bnncat.models.jax_runtime import CACHE_ENV, cache_dir
 NUTS = {"draws": 30, "tune": 30, "chains": 1, "random_seed": 3, "progressbar": False}
 
 
-def _fit():
-    ds = data.load("sine", n=30, seed=4)
+def _fit(seed=4):
+    ds = data.load("sine", n=30, seed=seed)
     with pytest.warns(UserWarning):  # too few draws for the convergence check
         return MLP((2,)).fit(ds.X, ds.y, **NUTS)
 
@@ -56,6 +56,17 @@ def test_a_second_fit_loads_every_program_and_draws_the_same(monkeypatch, tmp_pa
             )
     # JAX's own settings are as they were: the user's JAX code is not cached by us
     assert {name: getattr(jax.config, name) for name in settings} == before
+
+
+def test_other_data_of_the_same_shapes_compiles_nothing_new(monkeypatch, tmp_path):
+    # the data reach the compiled programs as arguments (bnncat/__init__.py), not constants
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(CACHE_ENV, str(folder))
+    first = _fit(seed=4)
+    written = _files(folder)
+    other = _fit(seed=5)
+    assert _files(folder) == written
+    assert not np.array_equal(first["constant_data"]["X"].values, other["constant_data"]["X"].values)
 
 
 def test_a_cache_folder_the_user_gave_jax_is_kept(monkeypatch, tmp_path):
