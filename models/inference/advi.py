@@ -16,17 +16,16 @@ import xarray as xr
 from scipy import stats
 
 from bnncat.models.inference.advi_jax import fit_advi_jax
-from bnncat.models.inference.advi_start import make_inference, map_start
+from bnncat.models.inference.advi_start import make_inference, map_start, model_log_density
 from bnncat.models.inference.problem import (
     Problem,
     build_model,
     check_precision,
-    n_free_parameters,
     prepare_problem,
     record_fit,
 )
 from bnncat.models.inference.registry import register
-from bnncat.models.jax_runtime import compilation_cache
+from bnncat.models.jax_runtime import jax_session
 from bnncat.models.pymc_internals import approximation_seed, trace_of_draws
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
 
@@ -35,9 +34,6 @@ ADVI_ENGINES = ("jax", "pymc")
 #: Adam step sizes by method: at 0.01 full-rank ADVI's loss rose over the run (faithful,
 #: 1x8 MLP and MDN; README, "The model grid"), at 0.001 it falls.
 DEFAULT_LEARNING_RATES = {"advi": 0.01, "fullrank_advi": 0.001}
-#: Rows x free parameters from which the MAP start runs on JAX (its compilation pays
-#: off only when a gradient is much arithmetic).
-LARGE_MODEL_WORK = 100_000
 _REFUSES = {
     "chains": "ADVI fits one distribution: its draws form one chain",
     "tune": "ADVI has no warm-up; set advi_iterations",
@@ -204,9 +200,7 @@ def _fit_gaussian(method: str, net: Any, X: object, y: object, **options: Any) -
         )
     start = {}
     if opts["advi_init"] == "map":
-        large = problem.X.shape[0] * n_free_parameters(problem.model) >= LARGE_MODEL_WORK
-        with compilation_cache():  # the JAX search of a large problem
-            start = map_start(problem.model, method, problem.random_seed, large)
+        start = map_start(problem.model, method, problem.random_seed)
     # a minibatch copy of the model to optimise on; the draws are of the full model
     train = problem.model
     if batch_size is not None:
@@ -303,9 +297,18 @@ def _vi_log_densities(
         log_q = stats.multivariate_normal(mean, cov).logpdf(flat)
     else:
         log_q = stats.norm.logpdf(flat, mean, group.std.eval()).sum(axis=1)
-    logp = model.compile_logp(jacobian=True)
-    log_p = np.array([logp({n: posterior[n].values[0, i] for n in names}) for i in range(draws)])
-    return log_p, np.atleast_1d(log_q)
+    return _log_posterior_of_draws(model, posterior), np.atleast_1d(log_q)
+
+
+def _log_posterior_of_draws(model: pm.Model, posterior: xr.Dataset) -> np.ndarray:
+    """Return the log posterior (with the Jacobians) of each draw of one chain (JAX, float64)."""
+    import jax
+
+    log_density = model_log_density(model)
+    values = [posterior[v.name].values[0] for v in model.value_vars]
+    with jax_session("float64"):
+        log_p = jax.jit(jax.vmap(lambda *value: log_density(list(value))))(*values)
+    return np.asarray(log_p, dtype=np.float64)
 
 
 def _sample_approximation(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pymc as pm
 
-from bnncat.models.inference.advi_start import make_inference, packed_diagonal
+from bnncat.models.inference.advi_start import make_inference, model_log_density, packed_diagonal
 from bnncat.models.inference.progress import Progress
 from bnncat.models.jax_runtime import jax_session
 from bnncat.models.pymc_internals import CHECK_PARAMETER_REWRITE
@@ -98,9 +98,7 @@ def _blackjax_vi(
 
 def flat_log_density(model: pm.Model, group: Any) -> Callable:
     """JAX log density of ``model`` (with the transforms' Jacobians) on ``group``'s flat layout."""
-    from pymc.sampling.jax import get_jaxified_logp
-
-    logp = get_jaxified_logp(model)  # PyMC's name: it returns log p, not -log p
+    logp = model_log_density(model)
     layout = [group.ordering[v.name] for v in model.value_vars]
 
     def log_density(z: Any) -> Any:

@@ -1,62 +1,68 @@
 """Where ADVI starts: a MAP estimate with small sds, and PyMC's inference objects set there."""
 
-import warnings
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pymc as pm
-from pymc.distributions.transforms import Ordered
+from pymc.initial_point import make_initial_point_fn
+
+from bnncat.models.inference.flat_draws import find_map
+from bnncat.models.inference.laplace_curvature import unflatten_values
+from bnncat.models.jax_runtime import jax_session
 
 #: Initial sd of every mean-field factor when ADVI starts from the MAP: BNN practice
 #: (small initial variances); PyMC's own default of 1 lets the noise swamp the fit.
 ADVI_START_SD = 0.05
-#: Smallest log-increment of an ordered variable in the MAP start (see map_start).
-ORDERED_START_FLOOR = -5.0
+#: Most L-BFGS iterations of the MAP search ADVI starts from.
+START_ITERATIONS = 1000
+#: Each model's JAX log density (see model_log_density), for as long as the model lives.
+_LOG_DENSITIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def map_start(
-    model: pm.Model, method: str, random_seed: int, large: bool = False
-) -> dict[str, Any]:
+def map_start(model: pm.Model, method: str, random_seed: int) -> dict[str, Any]:
     """Start ADVI at a MAP estimate, with small sds for mean-field ADVI.
 
-    For a ``large`` problem the log density and its gradient are evaluated by JAX
-    on a copy of the model with its data frozen into constants (JAX needs static
-    shapes), which beat PyTensor's C backend on such problems.
+    SciPy's L-BFGS on JAX's log density and gradient (in float64) from PyMC's jittered
+    initial point, at most ``START_ITERATIONS`` iterations: only a starting point,
+    ADVI goes on from wherever the search stopped. The density is the one ADVI fits,
+    in the unconstrained space with the transforms' Jacobians. (``pm.find_MAP``
+    compiled PyTensor's C functions for it: most of a small fit's wall time, and
+    minutes of search on a large one.)
     """
-    search, backend = model, None
-    if large:
-        from pymc.model.transform.optimization import freeze_dims_and_data
+    import jax
 
-        search, backend = freeze_dims_and_data(model), "jax"
-    with warnings.catch_warnings():
-        # only a starting point: ADVI goes on from wherever L-BFGS stopped
-        warnings.filterwarnings("ignore", "The optimizer did not converge", UserWarning)
-        found = pm.find_MAP(
-            model=search,
-            backend=backend,
-            jitter=True,
-            random_seed=random_seed,
-            progressbar=False,
-            return_inferencedata=True,
-            idata_kwargs={"include_transformed": True},
-        )["posterior"]
-    values = [model.rvs_to_values[rv].name for rv in model.free_RVs]
-    point = {name: found[name].values[0, 0] for name in values}  # the one (chain, draw)
-    # find_MAP maximises the density without the transforms' Jacobians, so an ordered
-    # variable's log-increments may run towards -inf (two units merged at the boundary);
-    # ADVI, which works with the Jacobian, could not leave such a start. Keep each
-    # increment at least exp(ORDERED_START_FLOOR) = 0.007 (standardised units).
-    for rv in model.free_RVs:
-        transform = model.rvs_to_transforms.get(rv)
-        if isinstance(transform, Ordered):
-            name = model.rvs_to_values[rv].name
-            point[name] = _floor_log_increments(point[name], transform.positive)
+    log_density = model_log_density(model)
+    initial = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs))(random_seed)
+    shapes = {v.name: np.shape(initial[v.name]) for v in model.value_vars}
+
+    def of_flat(x: Any) -> Any:
+        return log_density(list(unflatten_values(x, shapes).values()))
+
+    with jax_session("float64"):
+        x0 = np.concatenate([np.ravel(initial[name]) for name in shapes])
+        found = find_map(jax.jit(jax.value_and_grad(of_flat)), x0, maxiter=START_ITERATIONS)
+    point = unflatten_values(found.x, shapes)
     start: dict[str, Any] = {"start": point}
     if method == "advi":  # full-rank ADVI takes no start_sigma (see make_inference)
         start["start_sigma"] = {
             name: np.full(np.size(v), ADVI_START_SD) for name, v in point.items()
         }
     return start
+
+
+def model_log_density(model: pm.Model) -> Callable:
+    """PyMC's JAX log density of ``model`` (a list of value arrays), translated once per model.
+
+    The MAP start and the JAX engine's objective share one translation (PyTensor's
+    rewrites of the log density take seconds on a mixture).
+    """
+    if model not in _LOG_DENSITIES:
+        from pymc.sampling.jax import get_jaxified_logp
+
+        _LOG_DENSITIES[model] = get_jaxified_logp(model)  # PyMC's name: log p, not -log p
+    return _LOG_DENSITIES[model]
 
 
 def make_inference(model: pm.Model, method: str, random_seed: int, start: dict) -> Any:
@@ -82,14 +88,3 @@ def make_inference(model: pm.Model, method: str, random_seed: int, start: dict) 
 def packed_diagonal(n: int) -> np.ndarray:
     """Positions of the diagonal in PyMC's full-rank ``L_tril`` (the lower triangle's rows)."""
     return np.cumsum(np.arange(1, n + 1)) - 1
-
-
-def _floor_log_increments(value: np.ndarray, positive: bool) -> np.ndarray:
-    """Raise an ordered variable's log-increments (and log first entry, if positive) to the floor.
-
-    The first entry of an unsigned ordered variable is a location, left as it is.
-    """
-    out = np.array(value, dtype=np.float64, copy=True)
-    first = 0 if positive else 1
-    out[..., first:] = np.maximum(out[..., first:], ORDERED_START_FLOOR)
-    return out

@@ -32,15 +32,16 @@ MAP_ITERATIONS = 15_000
 
 
 def find_map(
-    flat: FlatModel, start: np.ndarray, maxiter: int = MAP_ITERATIONS
+    value_and_grad: Any, start: np.ndarray, maxiter: int = MAP_ITERATIONS
 ) -> optimize.OptimizeResult:
-    """Maximise the flat log posterior from ``start`` by SciPy's L-BFGS with JAX's gradient.
+    """Maximise a flat log density from ``start`` by SciPy's L-BFGS with JAX's gradient.
 
+    ``value_and_grad(x)`` gives the log density and its gradient (a FlatModel's).
     Returns SciPy's result: ``x``, ``success`` (converged within ``maxiter``), ``nit``.
     """
 
     def loss(x: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = flat.value_and_grad(x)
+        value, grad = value_and_grad(x)
         return -float(value), -np.asarray(grad, dtype=np.float64)
 
     bounds = {"maxiter": maxiter, "maxfun": max(maxiter, MAP_ITERATIONS)}

@@ -67,14 +67,14 @@ def tune_by_evidence(
     scales = np.array([weight_prior_scale(net, w, f) for w, f in fan_ins])
     # round 0 learns sigma with the other parameters; its MAP starts the noise sd
     flat = flat_model(problem.model, problem.temperature)
-    x = find_map(flat, initial_flat(problem.model, flat, [seed])[0]).x
+    x = find_map(flat.value_and_grad, initial_flat(problem.model, flat, [seed])[0]).x
     sigma = float(np.exp(flat.unflatten(x)["sigma_log__"][0])) if tune_noise else None
     rounds = []
     for _ in range(MAX_ROUNDS):
         tuned = replace(net, layer_prior_scales=tuple(scales), noise_sd=sigma)
         problem = _with_net(problem, tuned)
         previous, flat = flat, flat_model(problem.model, problem.temperature)
-        x = find_map(flat, _carry_over(previous, flat, x)).x
+        x = find_map(flat.value_and_grad, _carry_over(previous, flat, x)).x
         step = _evidence_step(flat, x, hessian, problem, [w for w, _ in fan_ins], scales, sigma)
         rounds.append(step)
         change = np.abs(np.log(step["scales"] / scales)).max()
@@ -85,7 +85,7 @@ def tune_by_evidence(
             break
     problem = _with_net(problem, replace(net, layer_prior_scales=tuple(scales), noise_sd=sigma))
     flat_final = flat_model(problem.model, problem.temperature)
-    start = find_map(flat_final, _carry_over(flat, flat_final, x)).x
+    start = find_map(flat_final.value_and_grad, _carry_over(flat, flat_final, x)).x
     chosen = {
         "tuned_layer_prior_scales": [float(s) for s in scales],
         "tuned_noise_sd": sigma,

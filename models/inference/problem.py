@@ -205,8 +205,3 @@ def record_fit(idata: xr.DataTree, problem: Problem, method: str, options: dict)
 def as_float64(ds: xr.Dataset) -> xr.Dataset:
     """Cast the float32 variables of a group to float64 (exactly)."""
     return ds.map(lambda da: da.astype(np.float64) if da.dtype == np.float32 else da)
-
-
-def n_free_parameters(model: pm.Model) -> int:
-    """Count the scalars the sampler moves (the free variables' values)."""
-    return int(sum(np.prod(shape, dtype=int) for shape in model.eval_rv_shapes().values()))
