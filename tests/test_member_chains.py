@@ -10,7 +10,7 @@ from bnncat import identifiability as ident
 from bnncat.models import MLP, MixtureRegressor, OrderedMLP, fit, load, predict, save
 from bnncat.models.inference import member_chains
 
-TRAINING = {"members": 2, "adam_steps": 50, "maxiter": 50, "random_seed": 3}
+TRAINING = {"members": 2, "adam_steps": 50, "maxiter": 500, "random_seed": 3}
 QUICK = {
     "dei": TRAINING | {"draws": 20, "tune": 30, "max_treedepth": 5},
     "mclmc": TRAINING | {"draws": 20, "thin": 2, "tune": 60},
@@ -43,9 +43,13 @@ def test_member_chains_fit_predict_save_relabel_and_diagnose(method, net, sine, 
     assert (members["tuning_steps"] > 0).all() and (members["step_size"] > 0).all()
     assert np.isfinite(stats["log_p"]).all() and (stats["n_steps"] >= 1).all()
     # the chains sample: they leave their member's end point, and below its log density
+    # where that is a mode (a search stopped short may lie below what the chains find)
     assert float(post["b_out"].std("draw").min()) > 0
-    member_best = members["log_posterior"].values[members["chain_member"].values]
-    assert (stats["log_p"].mean("draw").values < member_best).all()
+    of_chain = members["chain_member"].values
+    at_mode = members["converged"].values[of_chain]
+    assert at_mode.any()
+    member_best = members["log_posterior"].values[of_chain]
+    assert (stats["log_p"].mean("draw").values[at_mode] < member_best[at_mode]).all()
     assert predict(idata, np.zeros((3, 1)))["predictions"]["y"].shape == (4, 20, 3, 1)
     again = load(save(idata, tmp_path / "fit.nc"))
     np.testing.assert_array_equal(again["posterior"]["b_out"], post["b_out"])
