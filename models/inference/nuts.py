@@ -166,7 +166,7 @@ def fit_nuts(
         nuts["chain_method"] = numpyro_chain_method(chains)
     in_log = progressbar and writes_to_log()
     idata = _sample(problem, tune, chains, nuts_sampler, nuts, precision, progressbar, in_log)
-    if precision == "float32":  # stored in float64 like every other fit
+    if on_jax:  # stored in NumPy float64 like every other fit
         for group in ("posterior", "sample_stats"):
             idata[group] = as_float64(idata[group].to_dataset())
     if MARGINAL in problem.model.named_vars:  # output layer integrated out: draw it now
