@@ -203,10 +203,10 @@ def record_fit(idata: xr.DataTree, problem: Problem, method: str, options: dict)
 
 
 def as_float64(ds: xr.Dataset) -> xr.Dataset:
-    """A group's variables as NumPy arrays, float32 ones cast to float64 (exactly).
+    """Turn a group's variables into NumPy arrays, float32 ones cast to float64 (exactly).
 
     JAX samplers hand back JAX arrays; cast by JAX, or summed later, each would compile
-    a small XLA program of its own (about 50 ms each on a cold first fit).
+    a small XLA program of its own.
     """
 
     def numpy(da: xr.DataArray) -> xr.DataArray:
