@@ -26,7 +26,7 @@ from bnncat.models.inference.flat_draws import draws_as_tree, initial_flat
 from bnncat.models.inference.laplace_curvature import FlatModel, flat_model
 from bnncat.models.inference.problem import (
     Problem,
-    as_float64,
+    as_numpy_float64,
     check_precision,
     prepare_problem,
     record_fit,
@@ -129,7 +129,7 @@ def fit_chees(
     idata = draws_as_tree(problem, flat, positions)
     groups = np.arange(options["chains"]) // (options["chains"] // options["superchains"])
     idata["posterior"] = idata["posterior"].to_dataset().assign_coords(superchain=("chain", groups))
-    idata["sample_stats"] = as_float64(_stats_dataset(stats))
+    idata["sample_stats"] = as_numpy_float64(_stats_dataset(stats))
     record_fit(idata, problem, "chees", options)
     warn_if_unconverged(prediction_convergence(idata, net, problem.spec))
     return idata

@@ -12,7 +12,7 @@ import xarray as xr
 from bnncat.models.inference.convergence_check import prediction_convergence, warn_if_unconverged
 from bnncat.models.inference.problem import (
     Problem,
-    as_float64,
+    as_numpy_float64,
     check_precision,
     prepare_problem,
     record_fit,
@@ -139,18 +139,9 @@ def fit_nuts(
     >>> ds = data.load("mcycle")
     >>> idata = fit_nuts(MLP((8,)), ds.X, ds.y, draws=500, random_seed=1)  # doctest: +SKIP
     """
-    nuts_sampler = _check_sampler(nuts_sampler)
-    tune = check_positive_int(tune, "tune", minimum=0)
-    chains = check_positive_int(chains, "chains")
-    target_accept = check_positive_float(target_accept, "target_accept")
-    if not target_accept < 1:
-        raise ValueError(f"target_accept must lie in (0, 1); got {target_accept}")
-    on_jax = nuts_sampler in _JAX_SAMPLERS
-    precision = check_precision(
-        precision, on_jax=on_jax, engine_hint="nuts_sampler='numpyro' or 'blackjax'"
+    nuts_sampler, tune, chains, target_accept, precision = _check_options(
+        nuts_sampler, tune, chains, target_accept, precision
     )
-    if precision == "auto":  # float32 wherever JAX computes: faster (README, "Performance")
-        precision = "float32" if on_jax else "float64"
     problem = prepare_problem(
         net,
         X,
@@ -166,9 +157,9 @@ def fit_nuts(
         nuts["chain_method"] = numpyro_chain_method(chains)
     in_log = progressbar and writes_to_log()
     idata = _sample(problem, tune, chains, nuts_sampler, nuts, precision, progressbar, in_log)
-    if on_jax:  # stored in NumPy float64 like every other fit
+    if nuts_sampler in _JAX_SAMPLERS:  # stored in NumPy float64 like every other fit
         for group in ("posterior", "sample_stats"):
-            idata[group] = as_float64(idata[group].to_dataset())
+            idata[group] = as_numpy_float64(idata[group].to_dataset())
     if MARGINAL in problem.model.named_vars:  # output layer integrated out: draw it now
         seed = int(np.random.SeedSequence([problem.random_seed, 1]).generate_state(1)[0])
         draw_output_layer(idata, net, problem.X, problem.y, problem.spec, seed)
@@ -185,6 +176,25 @@ def fit_nuts(
         log_chains(idata)
     warn_if_unconverged(prediction_convergence(idata, net, problem.spec))
     return idata
+
+
+def _check_options(
+    nuts_sampler: object, tune: object, chains: object, target_accept: object, precision: object
+) -> tuple[str, int, int, float, str]:
+    """Check NUTS's options before anything is built; resolve ``precision="auto"``."""
+    nuts_sampler = _check_sampler(nuts_sampler)
+    tune = check_positive_int(tune, "tune", minimum=0)
+    chains = check_positive_int(chains, "chains")
+    target_accept = check_positive_float(target_accept, "target_accept")
+    if not target_accept < 1:
+        raise ValueError(f"target_accept must lie in (0, 1); got {target_accept}")
+    on_jax = nuts_sampler in _JAX_SAMPLERS
+    precision = check_precision(
+        precision, on_jax=on_jax, engine_hint="nuts_sampler='numpyro' or 'blackjax'"
+    )
+    if precision == "auto":  # float32 wherever JAX computes: faster (README, "Performance")
+        precision = "float32" if on_jax else "float64"
+    return nuts_sampler, tune, chains, target_accept, precision
 
 
 def _sample(

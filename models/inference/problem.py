@@ -202,7 +202,7 @@ def record_fit(idata: xr.DataTree, problem: Problem, method: str, options: dict)
     return idata
 
 
-def as_float64(ds: xr.Dataset) -> xr.Dataset:
+def as_numpy_float64(ds: xr.Dataset) -> xr.Dataset:
     """Turn a group's variables into NumPy arrays, float32 ones cast to float64 (exactly).
 
     JAX samplers hand back JAX arrays; cast by JAX, or summed later, each would compile

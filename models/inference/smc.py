@@ -18,7 +18,7 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
-from bnncat.models.inference.problem import Problem, as_float64, prepare_problem, record_fit
+from bnncat.models.inference.problem import Problem, as_numpy_float64, prepare_problem, record_fit
 from bnncat.models.inference.registry import register
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
 
@@ -174,7 +174,7 @@ def _sample(problem: Problem, options: dict[str, Any], progressbar: bool) -> xr.
 
 def _as_tree(raw: xr.DataTree, problem: Problem, options: dict[str, Any]) -> xr.DataTree:
     """Put the draws in the catalogue's layout: kept variables in float64, log p, the stages."""
-    posterior = as_float64(raw["posterior"].to_dataset())
+    posterior = as_numpy_float64(raw["posterior"].to_dataset())
     idata = xr.DataTree()
     idata["posterior"] = posterior[problem.keep]
     log_p = _log_p(problem.model, posterior, BACKENDS[options["backend"]])
