@@ -3,8 +3,9 @@
 Real data sets (shipped as CSV files next to this module, see ``README.md``):
 ``"mcycle"``, ``"faithful"``, ``"galaxies"``, and the seven UCI regression sets of
 the standard BNN benchmark (:data:`UCI`; compressed in ``uci/``) with the protocol's
-random splits (:func:`uci_splits`). Synthetic generators, all seeded:
-:func:`sine`, :func:`heteroscedastic`, :func:`two_moons`, :func:`inverse_sine`.
+random splits (:func:`uci_splits`; :func:`random_splits` for any data). Synthetic
+generators, all seeded: :func:`sine`, :func:`heteroscedastic`, :func:`two_moons`,
+:func:`inverse_sine`.
 Load any of them by name with :func:`load`; :func:`names` lists the names.
 
 Examples
@@ -19,7 +20,7 @@ Examples
 from bnncat.data.dataset import Dataset
 from bnncat.data.loaders import load, names
 from bnncat.data.synthetic import heteroscedastic, inverse_sine, sine, two_moons
-from bnncat.data.uci import UCI, uci_splits
+from bnncat.data.uci import UCI, random_splits, uci_splits
 
 __all__ = [
     "UCI",
@@ -28,6 +29,7 @@ __all__ = [
     "inverse_sine",
     "load",
     "names",
+    "random_splits",
     "sine",
     "two_moons",
     "uci_splits",

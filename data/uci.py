@@ -164,9 +164,24 @@ def uci_splits(
     from bnncat.data.loaders import load
 
     name = resolve_uci(name)
+    return random_splits(load(name).y.shape[0], n_splits, test_fraction, seed)
+
+
+def random_splits(
+    n_rows: int, n_splits: int = 20, test_fraction: float = 0.1, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Random train/test splits of ``n_rows`` rows: the protocol of :func:`uci_splits`, any data.
+
+    Examples
+    --------
+    >>> from bnncat.data import random_splits
+    >>> train, test = random_splits(10, n_splits=1, test_fraction=0.2)[0]
+    >>> len(train), len(test)
+    (8, 2)
+    """
+    n = _check_count(n_rows, "n_rows", minimum=2)
     n_splits = _check_count(n_splits, "n_splits")
     seed = _check_count(seed, "seed", minimum=0)
-    n = load(name).y.shape[0]
     n_test = _test_rows(test_fraction, n)
     rng = np.random.default_rng(seed)
     splits = []

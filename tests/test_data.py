@@ -49,6 +49,7 @@ def test_public_api_is_exactly_the_documented_one():
             "inverse_sine",
             "UCI",
             "uci_splits",
+            "random_splits",
         ]
     )
 

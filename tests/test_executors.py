@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bnncat import data
+from bnncat.data import uci_splits
 from bnncat.models import MLP
 from bnncat.models.attrs import read_fit_options
 from bnncat.models.inference.executors import fit_each, run_independent
@@ -96,3 +97,33 @@ def test_bad_data_sets_fail_before_any_work(datasets):
     X, y = datasets[0]
     with pytest.raises(ValueError, match="NaN|finite"):
         fit_each(MLP((4,)), [(X, np.where(np.arange(len(y)) == 0, np.nan, y))])
+
+
+def test_on_result_sees_every_task_once_as_it_finishes():
+    tasks = [{"name": "yacht", "n_splits": 1, "seed": s} for s in range(3)]
+    seen = {}
+    results = run_independent(
+        "bnncat.data.uci:uci_splits",
+        tasks,
+        executor="processes",
+        workers=2,
+        on_result=lambda i, r: seen.setdefault(i, r),
+    )
+    assert sorted(seen) == [0, 1, 2]
+    for i, result in enumerate(results):
+        np.testing.assert_array_equal(seen[i][0][1], result[0][1])
+        np.testing.assert_array_equal(result[0][1], uci_splits("yacht", n_splits=1, seed=i)[0][1])
+
+
+def test_an_error_in_on_result_stops_the_workers():
+    import multiprocessing
+
+    def fail(index, result):
+        raise RuntimeError("disk full")
+
+    tasks = [{"name": "yacht", "n_splits": 1, "seed": s} for s in range(4)]
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_independent(
+            "bnncat.data.uci:uci_splits", tasks, executor="processes", workers=2, on_result=fail
+        )
+    assert multiprocessing.active_children() == []

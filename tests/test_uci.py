@@ -10,7 +10,7 @@ from importlib.resources import files
 import numpy as np
 import pytest
 
-from bnncat.data import UCI, load, uci_splits
+from bnncat.data import UCI, load, random_splits, uci_splits
 
 # name: (rows, features, target, first three targets)
 EXPECTED = {
@@ -82,6 +82,18 @@ def test_splits_are_the_same_in_another_process_and_the_first_k_do_not_depend_on
 def test_the_wiese_protocol_holds_out_a_fifth():
     train, test = uci_splits("yacht", n_splits=1, test_fraction=0.2)[0]
     assert (len(train), len(test)) == (246, 62)
+
+
+def test_random_splits_of_any_data_are_those_of_a_uci_set_of_its_size():
+    for (a, b), (c, d) in zip(
+        random_splits(308, n_splits=3, seed=2), uci_splits("yacht", n_splits=3, seed=2), strict=True
+    ):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+    with pytest.raises(ValueError, match="n_rows must be at least 2"):
+        random_splits(1)
+    with pytest.raises(TypeError, match="n_rows must be an integer"):
+        random_splits(10.0)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,10 @@ symmetries of the hidden units and needs no relabelling.
   coverage, log predictive density, RMSE, CRPS; accuracy, Brier, ECE) on
   PSIS-LOO, in-sample or held-out data;
 - :mod:`bnncat.evaluation.density`: the posterior predictive density
-  p(y | x, D) on a grid, its quantiles and the log predictive density;
+  p(y | x, D) on a grid, its quantiles, its mean and the log predictive density;
+- :mod:`bnncat.evaluation.holdout`: a fit on a training part scored on the held-out
+  part (RMSE, log predictive density per row, wall time), as a benchmark repeats it
+  per split;
 - :mod:`bnncat.evaluation.plots`: predictive bands, the conditional density
   heat map and interval coverage.
 
@@ -28,20 +31,25 @@ from bnncat.evaluation.calibration import (
 from bnncat.evaluation.density import (
     log_predictive_density,
     predictive_density,
+    predictive_mean,
     predictive_quantiles,
 )
+from bnncat.evaluation.holdout import fit_and_score, heldout_scores
 from bnncat.evaluation.plots import plot_conditional_density, plot_coverage, plot_predictive
 
 __all__ = [
     "add_predictive_groups",
     "calibration_table",
     "check_test_data",
+    "fit_and_score",
+    "heldout_scores",
     "log_predictive_density",
     "pit_values",
     "plot_conditional_density",
     "plot_coverage",
     "plot_predictive",
     "predictive_density",
+    "predictive_mean",
     "predictive_quantiles",
     "select_output",
 ]

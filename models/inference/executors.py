@@ -15,7 +15,7 @@ import contextlib
 import multiprocessing
 import os
 import pickle
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,25 +36,46 @@ def run_independent(
     *,
     executor: str = "local",
     workers: int | None = None,
+    on_result: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
     """Call the function ``target`` (``"module:function"``) once per task's keyword arguments.
 
     ``workers`` caps the processes (or Ray CPUs of a local Ray started here); by
-    default one per task up to the machine's cores. Results come back in task order.
+    default one per task up to the machine's cores. Results come back in task order;
+    ``on_result(index, result)``, when given, is called here as each task finishes (in
+    the order they finish), so a long run can keep what is done if it is interrupted.
     """
     executor = check_choice(executor, EXECUTORS, "executor")
     if workers is not None:
         workers = check_positive_int(workers, "workers")
+    if on_result is not None and not callable(on_result):
+        raise TypeError(f"on_result must be callable or None; got {type(on_result).__name__}")
     if not tasks:
         return []
+    results: dict[int, Any] = {}
+    with contextlib.closing(_finished(target, tasks, executor, workers)) as finished:
+        for index, result in finished:  # closed on any error: the workers stop with it
+            results[index] = result
+            if on_result is not None:
+                on_result(index, result)
+    return [results[i] for i in range(len(tasks))]
+
+
+def _finished(
+    target: str, tasks: Sequence[dict[str, Any]], executor: str, workers: int | None
+) -> Iterator[tuple[int, Any]]:
+    """Yield ``(index, result)`` of every task as it finishes."""
     if executor == "local":
         function = resolve(target)
-        return [function(**task) for task in tasks]
+        for index, task in enumerate(tasks):
+            yield index, function(**task)
+        return
     payloads = [pickle.dumps(task) for task in tasks]
     workers = workers or min(len(tasks), os.cpu_count() or 1)
     if executor == "processes":
-        return _in_processes(target, payloads, workers)
-    return _on_ray(target, payloads, workers)
+        yield from _in_processes(target, payloads, workers)
+    else:
+        yield from _on_ray(target, payloads, workers)
 
 
 def fit_each(
@@ -133,7 +154,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _in_processes(target: str, payloads: list[bytes], workers: int) -> list[Any]:
+def _in_processes(target: str, payloads: list[bytes], workers: int) -> Iterator[tuple[int, Any]]:
     """Run the tasks in spawned processes (a fresh interpreter each: nothing inherited).
 
     The pool is terminated however the call ends (an error, Ctrl-C), so no worker
@@ -143,15 +164,22 @@ def _in_processes(target: str, payloads: list[bytes], workers: int) -> list[Any]
     with _environment(ONE_THREAD):  # inherited by the workers as they start
         pool = context.Pool(workers, initializer=prepare_worker)
     try:
-        results = pool.starmap(run_task, [(target, p) for p in payloads], chunksize=1)
+        jobs = [(i, target, p) for i, p in enumerate(payloads)]
+        for index, result in pool.imap_unordered(_indexed_task, jobs, chunksize=1):
+            yield index, pickle.loads(result)
         pool.close()
     finally:
         pool.terminate()
         pool.join()
-    return [pickle.loads(r) for r in results]
 
 
-def _on_ray(target: str, payloads: list[bytes], workers: int) -> list[Any]:
+def _indexed_task(job: tuple[int, str, bytes]) -> tuple[int, bytes]:
+    """Run one task of a pool; its result with its index (results come back as they finish)."""
+    index, target, payload = job
+    return index, run_task(target, payload)
+
+
+def _on_ray(target: str, payloads: list[bytes], workers: int) -> Iterator[tuple[int, Any]]:
     """Run the tasks as Ray tasks of one CPU each, starting a local Ray if none is running."""
     try:
         import ray
@@ -166,5 +194,12 @@ def _on_ray(target: str, payloads: list[bytes], workers: int) -> list[Any]:
             log_to_driver=False,
         )
     remote = ray.remote(num_cpus=1, runtime_env={"env_vars": ONE_THREAD})(run_task)
-    refs = [remote.remote(target, p) for p in payloads]
-    return [pickle.loads(r) for r in ray.get(refs)]
+    index = {remote.remote(target, p): i for i, p in enumerate(payloads)}
+    pending = list(index)
+    try:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield index[done[0]], pickle.loads(ray.get(done[0]))
+    finally:
+        for ref in pending:  # an error or Ctrl-C here: nothing keeps running on the workers
+            ray.cancel(ref, force=True)

@@ -1,0 +1,366 @@
+"""The UCI regression benchmark: every method on the protocol's splits, beside published figures.
+
+Protocol ``hl`` (Hernández-Lobato & Adams 2015): 20 random 90/10 splits
+(``bnncat.data.uci_splits``), inputs and target standardised on the training part
+(``MLP``'s default), one hidden layer of 50 units (100 on protein), the catalogue's
+default prior and activation (tanh); test RMSE and test log-likelihood per row in
+the target's original units, mean +- standard error over splits, wall time per split.
+Protocol ``wiese`` (Wiese et al. 2023): 80/20 splits, 1x3 and 3x16 tanh, the test log
+predictive density per row in standardised units of y, on yacht and energy.
+
+Every (data set, network, method, split) is one task of the catalogue's executor
+(``--executor local | processes | ray``); each finished split is written to
+``<out>/runs/`` as it arrives and skipped when the command is run again, so an
+interrupted run resumes. The summary is written as ``uci_<protocol>.csv`` (one row per
+split), ``uci_<protocol>.md`` (the table, with the published figures beside it) and
+``uci_<protocol>.png`` (per data set, each method's test log-likelihood with its
+standard error, the published figures as lines).
+
+    python benchmarks/uci.py                                   # everything: days on 2 cores
+    python benchmarks/uci.py --data yacht,energy --methods nuts,advi --splits 5
+    python benchmarks/uci.py --protocol wiese --data yacht --splits 3
+    python benchmarks/uci.py --data my_data.csv                # any CSV, target last
+    python benchmarks/uci.py --executor ray --workers 64       # a cluster ($RAY_ADDRESS)
+    python benchmarks/uci.py --summary-only                    # tables from what is on disk
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+OUT = Path(__file__).resolve().parent / "out" / "uci"
+
+#: fit options and predictive per method: the catalogue's defaults unless the protocol says
+METHODS = {
+    "nuts": ({}, "sampled"),
+    "advi": ({}, "sampled"),
+    "fullrank_advi": ({}, "sampled"),
+    "laplace": ({"hessian": "ggn", "marglik": True}, "linearized"),
+    "pathfinder": ({}, "sampled"),
+    "ensemble": ({"members": 5}, "sampled"),  # M=5 as in Lakshminarayanan et al. 2017
+    "swag": ({"members": 5}, "sampled"),  # MultiSWAG of 5
+    "dei": ({}, "sampled"),
+    "mclmc": ({}, "sampled"),
+    "chees": ({}, "sampled"),
+    "sgmcmc": ({}, "sampled"),
+}
+#: --quick: small runs for the notebook and the test suite
+QUICK = {
+    "nuts": {"chains": 2, "tune": 100, "draws": 100},
+    "advi": {"advi_iterations": 3000, "draws": 200},
+    "fullrank_advi": {"advi_iterations": 3000, "draws": 200},
+    "laplace": {"draws": 100},
+    "pathfinder": {"draws": 200},
+    "ensemble": {"members": 3},
+    "swag": {"members": 2},
+    "dei": {"members": 2, "draws": 50, "tune": 50},
+    "mclmc": {"members": 2},
+    "chees": {"chains": 16, "superchains": 4, "tune": 100, "draws": 50},
+    "sgmcmc": {"draws": 200, "chains": 2},
+}
+UCI_NAMES = (
+    "yacht",
+    "energy",
+    "wine-quality-red",
+    "power-plant",
+    "naval-propulsion-plant",
+    "kin8nm",
+    "protein-tertiary-structure",
+)
+#: Published figures (../shared/uci/README.md): (RMSE, its SE, LL, its SE) per data set.
+PUBLISHED_HL = {
+    "PBP": {"yacht": (1.02, 0.05, -1.63, 0.02), "energy": (1.80, 0.05, -2.04, 0.02)},
+    "MC dropout (grid-searched)": {
+        "yacht": (0.67, 0.05, -1.25, 0.01),
+        "energy": (0.54, 0.06, -1.21, 0.01),
+    },
+    "deep ensembles": {"yacht": (1.58, 0.48, -1.18, 0.21), "energy": (2.09, 0.29, -1.38, 0.22)},
+}
+#: Wiese et al. 2023, supplement table 3: standardised test LPPD (mean, SE) with NUTS.
+PUBLISHED_WIESE = {
+    "NUTS, many chains (Wiese)": {
+        ("yacht", "1x3"): (1.90, 0.16),
+        ("energy", "1x3"): (0.92, 0.04),
+        ("yacht", "3x16"): (3.31, 0.21),
+        ("energy", "3x16"): (2.07, 0.46),
+    },
+    "NUTS, one chain (Wiese)": {("yacht", "3x16"): (0.15, 0.09), ("energy", "3x16"): (2.38, 0.11)},
+}
+PROTOCOLS = {
+    "hl": {"test_fraction": 0.1, "data": UCI_NAMES},
+    "wiese": {"test_fraction": 0.2, "data": ("yacht", "energy")},
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), default="hl")
+    parser.add_argument("--data", help="comma-separated UCI names or CSV files (target last)")
+    parser.add_argument("--methods", help=f"comma-separated, of: {', '.join(METHODS)}")
+    parser.add_argument("--splits", type=int, default=20, help="the first k of the 20 splits")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the splits")
+    parser.add_argument("--executor", choices=("local", "processes", "ray"), default="local")
+    parser.add_argument("--workers", type=int, help="processes or Ray CPUs (default: cores)")
+    parser.add_argument("--quick", action="store_true", help="small fits (see QUICK)")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--summary-only", action="store_true", help="fit nothing")
+    args = parser.parse_args(argv)
+    args.data = args.data.split(",") if args.data else list(PROTOCOLS[args.protocol]["data"])
+    args.methods = args.methods.split(",") if args.methods else list(METHODS)
+    unknown = sorted(set(args.methods) - set(METHODS))
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
+    if not 1 <= args.splits <= 20:
+        parser.error(f"--splits must be between 1 and 20, got {args.splits}")
+    return args
+
+
+def load_table(name: str) -> tuple[str, np.ndarray, np.ndarray]:
+    """Return a data set's label, X and y: a UCI name, or a CSV file whose last column is y."""
+    from bnncat import data
+
+    if Path(name).suffix == ".csv":
+        frame = pd.read_csv(name)
+        if frame.shape[1] < 2:
+            raise ValueError(f"--data {name}: needs feature columns and a target column")
+        X, y = frame.iloc[:, :-1].to_numpy(float), frame.iloc[:, -1].to_numpy(float)
+        return Path(name).stem, X, y
+    ds = data.load(data.uci.resolve_uci(name))
+    return data.uci.resolve_uci(name), np.asarray(ds.X, float), np.asarray(ds.y, float)
+
+
+def networks(protocol: str, label: str) -> dict[str, tuple[int, ...]]:
+    """Return the networks a protocol fits to a data set, by label."""
+    if protocol == "wiese":
+        return {"1x3": (3,), "3x16": (16, 16, 16)}
+    return {"1x100": (100,)} if label == "protein-tertiary-structure" else {"1x50": (50,)}
+
+
+def run_file(out: Path, key: dict) -> Path:
+    """Where one finished split is kept."""
+    return (
+        out
+        / "runs"
+        / key["protocol"]
+        / key["data"]
+        / key["net"]
+        / key["method"]
+        / f"split-{key['split']:02d}.json"
+    )
+
+
+def pending_tasks(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
+    """Return the tasks not on disk yet, with their keys (what names each result)."""
+    from bnncat.data import random_splits
+    from bnncat.models import MLP
+
+    keys, tasks = [], []
+    fraction = PROTOCOLS[args.protocol]["test_fraction"]
+    for name in args.data:
+        label, X, y = load_table(name)
+        splits = random_splits(len(y), n_splits=args.splits, test_fraction=fraction, seed=args.seed)
+        for net_label, hidden in networks(args.protocol, label).items():
+            for method in args.methods:
+                options, predictive = METHODS[method]
+                options = options | (QUICK[method] if args.quick else {})
+                for k, (train, test) in enumerate(splits):
+                    key = {
+                        "protocol": args.protocol,
+                        "data": label,
+                        "net": net_label,
+                        "method": method,
+                        "split": k,
+                        "quick": args.quick,
+                    }
+                    if run_file(args.out, key).exists():
+                        continue
+                    keys.append(key)
+                    tasks.append(
+                        {
+                            "net": MLP(hidden, activation="tanh"),
+                            "X_train": X[train],
+                            "y_train": y[train],
+                            "X_test": X[test],
+                            "y_test": y[test],
+                            "method": method,
+                            "predictive": predictive,
+                            "options": options | {"random_seed": 1000 + k, "progressbar": False},
+                        }
+                    )
+    return keys, tasks
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: a temporary file renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Fit every pending split, keeping each result on disk as it arrives."""
+    from bnncat.models.inference.executors import run_independent
+
+    keys, tasks = pending_tasks(args)
+    print(f"{len(tasks)} splits to fit ({args.executor})", flush=True)
+
+    def keep(index: int, result: dict) -> None:
+        key = keys[index]
+        write_atomically(run_file(args.out, key), json.dumps(key | result, indent=1))
+        print(
+            f"{key['data']} {key['net']} {key['method']} split {key['split']}: "
+            f"RMSE {result['rmse']:.3f}, LL {result['lpd_per_row']:.3f}, "
+            f"{result['seconds']:.0f} s",
+            flush=True,
+        )
+
+    run_independent(
+        "bnncat.evaluation.holdout:fit_and_score",
+        tasks,
+        executor=args.executor,
+        workers=args.workers,
+        on_result=keep,
+    )
+
+
+def collect(out: Path, protocol: str, quick: bool) -> pd.DataFrame:
+    """Every finished split of a protocol on disk, one row each."""
+    rows = [json.loads(p.read_text()) for p in sorted((out / "runs" / protocol).rglob("*.json"))]
+    raw = pd.DataFrame([r for r in rows if r.get("quick", False) == quick])
+    if not raw.empty:
+        raw["lpd_standardised"] = raw["lpd_per_row"] + raw["log_sd_y_train"]
+        raw["warned"] = raw["warnings"].map(bool)
+    return raw
+
+
+def summarise(raw: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard error over splits per data set, network and method."""
+
+    def se(x: pd.Series) -> float:
+        return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else np.nan
+
+    by = raw.groupby(["data", "net", "method"], sort=False)
+    table = pd.DataFrame({"splits": by.size()})
+    for column in ("rmse", "lpd_per_row", "lpd_standardised"):
+        table[column] = by[column].mean()
+        table[f"{column}_se"] = by[column].agg(se)
+    table["seconds"] = by["seconds"].mean()
+    table["divergences"] = by["divergences"].mean()
+    table["splits_warned"] = by["warned"].sum()
+    return table.reset_index()
+
+
+def _pm(mean: float, se: float, digits: int = 2) -> str:
+    return f"{mean:.{digits}f}" if np.isnan(se) else f"{mean:.{digits}f} ± {se:.{digits}f}"
+
+
+def markdown_hl(table: pd.DataFrame) -> str:
+    """Per data set: the catalogue's methods, then the published figures, side by side."""
+    lines = [
+        "| data | method | splits | test RMSE | test LL | s / split | splits with warnings |",
+        "|:--|:--|--:|--:|--:|--:|--:|",
+    ]
+    for data, rows in table.groupby("data", sort=False):
+        for r in rows.itertuples():
+            lines.append(
+                f"| {data} | {r.method} | {r.splits} | {_pm(r.rmse, r.rmse_se)} | "
+                f"{_pm(r.lpd_per_row, r.lpd_per_row_se)} | {r.seconds:.0f} | {r.splits_warned} |"
+            )
+        for source, figures in PUBLISHED_HL.items():
+            if data in figures:
+                rmse, rmse_se, ll, ll_se = figures[data]
+                lines.append(
+                    f"| {data} | *{source}* | 20 | {_pm(rmse, rmse_se)} | {_pm(ll, ll_se)} | | |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def markdown_wiese(table: pd.DataFrame) -> str:
+    """Standardised test LPPD per data set and network, Wiese et al.'s figures beside it."""
+    lines = [
+        "| data | net | method | splits | standardised test LPPD | s / split |",
+        "|:--|:--|:--|--:|--:|--:|",
+    ]
+    for (data, net), rows in table.groupby(["data", "net"], sort=False):
+        for r in rows.itertuples():
+            lines.append(
+                f"| {data} | {net} | {r.method} | {r.splits} | "
+                f"{_pm(r.lpd_standardised, r.lpd_standardised_se)} | {r.seconds:.0f} |"
+            )
+        for source, figures in PUBLISHED_WIESE.items():
+            if (data, net) in figures:
+                mean, se = figures[(data, net)]
+                lines.append(f"| {data} | {net} | *{source}* | | {_pm(mean, se)} | |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: pd.DataFrame, protocol: str, path: Path) -> None:
+    """One panel per data set (and network): each method's figure with its SE bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    column = "lpd_per_row" if protocol == "hl" else "lpd_standardised"
+    panels = list(table.groupby(["data", "net"], sort=False))
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(3.6 * len(panels), 0.45 * table["method"].nunique() + 1.6),
+        squeeze=False,
+    )
+    for ax, ((data, net), rows) in zip(axes[0], panels, strict=True):
+        y = np.arange(len(rows))
+        ax.errorbar(rows[column], y, xerr=rows[f"{column}_se"], fmt="o", color="C0", capsize=3)
+        labels = [f"{m} ({k})" for m, k in zip(rows["method"], rows["splits"], strict=True)]
+        ax.set_yticks(y, labels)
+        for i, (source, value) in enumerate(_published_lines(protocol, data, net)):
+            ax.axvline(value, color=f"C{i + 1}", linestyle="--", label=source)
+        ax.set_title(f"{data}, {net}", fontsize=10)
+        ax.set_xlabel("test log-likelihood per row" if protocol == "hl" else "standardised LPPD")
+        ax.invert_yaxis()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _published_lines(protocol: str, data: str, net: str) -> list[tuple[str, float]]:
+    if protocol == "hl":
+        return [(s, f[data][2]) for s, f in PUBLISHED_HL.items() if data in f]
+    return [(s, f[(data, net)][0]) for s, f in PUBLISHED_WIESE.items() if (data, net) in f]
+
+
+def write_summary(args: argparse.Namespace) -> pd.DataFrame:
+    """Collect what is on disk; write the CSV, the Markdown table and the plot."""
+    raw = collect(args.out, args.protocol, args.quick)
+    if raw.empty:
+        print("nothing finished yet", flush=True)
+        return raw
+    suffix = "_quick" if args.quick else ""
+    stem = args.out / f"uci_{args.protocol}{suffix}"
+    raw.drop(columns=["warnings"]).to_csv(f"{stem}.csv", index=False)
+    table = summarise(raw)
+    markdown = markdown_hl(table) if args.protocol == "hl" else markdown_wiese(table)
+    Path(f"{stem}.md").write_text(markdown)
+    plot(table, args.protocol, Path(f"{stem}.png"))
+    print(f"\n{markdown}\nwritten: {stem}.csv, .md, .png", flush=True)
+    return table
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if not args.summary_only:
+        run(args)
+    write_summary(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
