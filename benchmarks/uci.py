@@ -256,7 +256,8 @@ def summarise(raw: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
-def _pm(mean: float, se: float, digits: int = 2) -> str:
+def plus_minus(mean: float, se: float, digits: int = 2) -> str:
+    """Write a mean and its standard error as `m ± se` (just `m` without one)."""
     return f"{mean:.{digits}f}" if np.isnan(se) else f"{mean:.{digits}f} ± {se:.{digits}f}"
 
 
@@ -269,14 +270,16 @@ def markdown_hl(table: pd.DataFrame) -> str:
     for data, rows in table.groupby("data", sort=False):
         for r in rows.itertuples():
             lines.append(
-                f"| {data} | {r.method} | {r.splits} | {_pm(r.rmse, r.rmse_se)} | "
-                f"{_pm(r.lpd_per_row, r.lpd_per_row_se)} | {r.seconds:.0f} | {r.splits_warned} |"
+                f"| {data} | {r.method} | {r.splits} | {plus_minus(r.rmse, r.rmse_se)} | "
+                f"{plus_minus(r.lpd_per_row, r.lpd_per_row_se)} | {r.seconds:.0f} | "
+                f"{r.splits_warned} |"
             )
         for source, figures in PUBLISHED_HL.items():
             if data in figures:
                 rmse, rmse_se, ll, ll_se = figures[data]
                 lines.append(
-                    f"| {data} | *{source}* | 20 | {_pm(rmse, rmse_se)} | {_pm(ll, ll_se)} | | |"
+                    f"| {data} | *{source}* | 20 | {plus_minus(rmse, rmse_se)} | "
+                    f"{plus_minus(ll, ll_se)} | | |"
                 )
     return "\n".join(lines) + "\n"
 
@@ -291,12 +294,12 @@ def markdown_wiese(table: pd.DataFrame) -> str:
         for r in rows.itertuples():
             lines.append(
                 f"| {data} | {net} | {r.method} | {r.splits} | "
-                f"{_pm(r.lpd_standardised, r.lpd_standardised_se)} | {r.seconds:.0f} |"
+                f"{plus_minus(r.lpd_standardised, r.lpd_standardised_se)} | {r.seconds:.0f} |"
             )
         for source, figures in PUBLISHED_WIESE.items():
             if (data, net) in figures:
                 mean, se = figures[(data, net)]
-                lines.append(f"| {data} | {net} | *{source}* | | {_pm(mean, se)} | |")
+                lines.append(f"| {data} | {net} | *{source}* | | {plus_minus(mean, se)} | |")
     return "\n".join(lines) + "\n"
 
 
@@ -325,9 +328,13 @@ def plot(table: pd.DataFrame, protocol: str, path: Path) -> None:
         ax.set_title(f"{data}, {net}", fontsize=10)
         ax.set_xlabel("test log-likelihood per row" if protocol == "hl" else "standardised LPPD")
         ax.invert_yaxis()
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
+    handles = {}
+    for ax in axes[0]:
+        found, labels = ax.get_legend_handles_labels()
+        handles |= dict(zip(labels, found, strict=True))
+    if handles:  # one legend under the panels: inside them it hides points
+        fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.12 if handles else 0, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
