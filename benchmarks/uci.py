@@ -142,16 +142,14 @@ def networks(protocol: str, label: str) -> dict[str, tuple[int, ...]]:
 
 
 def run_file(out: Path, key: dict) -> Path:
-    """Where one finished split is kept."""
-    return (
-        out
-        / "runs"
-        / key["protocol"]
-        / key["data"]
-        / key["net"]
-        / key["method"]
-        / f"split-{key['split']:02d}.json"
-    )
+    """Return where one finished split is kept (quick runs apart: they are other fits)."""
+    folder = runs_folder(out, key["protocol"], key["quick"])
+    return folder / key["data"] / key["net"] / key["method"] / f"split-{key['split']:02d}.json"
+
+
+def runs_folder(out: Path, protocol: str, quick: bool) -> Path:
+    """Return the folder of a protocol's finished splits."""
+    return out / "runs" / (f"{protocol}-quick" if quick else protocol)
 
 
 def pending_tasks(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
@@ -231,8 +229,8 @@ def run(args: argparse.Namespace) -> None:
 
 def collect(out: Path, protocol: str, quick: bool) -> pd.DataFrame:
     """Every finished split of a protocol on disk, one row each."""
-    rows = [json.loads(p.read_text()) for p in sorted((out / "runs" / protocol).rglob("*.json"))]
-    raw = pd.DataFrame([r for r in rows if r.get("quick", False) == quick])
+    files = sorted(runs_folder(out, protocol, quick).rglob("*.json"))
+    raw = pd.DataFrame([json.loads(p.read_text()) for p in files])
     if not raw.empty:
         raw["lpd_standardised"] = raw["lpd_per_row"] + raw["log_sd_y_train"]
         raw["warned"] = raw["warnings"].map(bool)

@@ -71,7 +71,7 @@ def test_the_benchmark_runs_any_csv_keeps_each_split_and_resumes(tmp_path):
     first = _benchmark(*args)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "2 splits to fit" in first.stdout
-    runs = sorted((tmp_path / "out" / "runs" / "hl" / "toy" / "1x50" / "advi").glob("*.json"))
+    runs = sorted((tmp_path / "out" / "runs" / "hl-quick" / "toy" / "1x50" / "advi").glob("*.json"))
     assert [p.name for p in runs] == ["split-00.json", "split-01.json"]
     row = json.loads(runs[0].read_text())
     assert row["n_test"] == 6 and row["n_train"] == 54 and np.isfinite(row["lpd_per_row"])
