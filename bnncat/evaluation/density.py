@@ -209,4 +209,4 @@ def predictive_mean(
     means = params["mu"]
     if "w" in params:  # a Gaussian mixture per output: components on the last axis
         means = (params["w"] * means).sum(axis=-1)
-    return np.broadcast_to(means, means.shape).mean(axis=0)
+    return means.mean(axis=0)
