@@ -1,5 +1,6 @@
 """The UCI benchmark's unit of work (fit, then score held out) and its resumable driver."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -87,3 +88,37 @@ def test_the_benchmark_refuses_unknown_methods_before_fitting(tmp_path):
     done = _benchmark("--methods", "nuts,dropout", "--out", str(tmp_path))
     assert done.returncode == 2 and "unknown ['dropout']" in done.stderr
     assert not any(tmp_path.iterdir())
+
+
+def _uci_module():
+    spec = importlib.util.spec_from_file_location("uci_benchmark", ROOT / "benchmarks" / "uci.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_comparison_takes_each_data_sets_best_method_and_best_published_figure():
+    uci = _uci_module()
+    table = pd.DataFrame(
+        {
+            "data": ["yacht", "yacht", "wine-quality-red", "my-data"],
+            "method": ["nuts", "advi", "advi", "nuts"],
+            "splits": [3, 3, 2, 2],
+            "lpd_per_row": [-1.0, -1.5, -1.0, 0.0],
+            "lpd_per_row_se": [0.1, 0.1, 0.05, 0.1],
+        }
+    )
+    versus = uci.versus_published(table).set_index("data")
+    assert list(versus.index) == ["yacht", "wine-quality-red"]  # none published for my-data
+    # yacht: NUTS's -1.0 against deep ensembles' -1.18, the best of the three published
+    assert versus.loc["yacht", "method"] == "nuts"
+    assert versus.loc["yacht", "published"] == "deep ensembles" and versus.loc["yacht", "beats"]
+    assert not versus.loc["wine-quality-red", "beats"]  # -1.0 against -0.94
+    assert "on 1 of 2 data sets" in uci.markdown_versus(uci.versus_published(table))
+
+
+def test_figures_keep_two_significant_digits_when_small():
+    uci = _uci_module()
+    assert uci.plus_minus(0.46, 0.08) == "0.46 ± 0.08"
+    assert uci.plus_minus(0.00011, 0.000004) == "0.00011 ± 0.00000"
+    assert uci.plus_minus(-2.5, float("nan")) == "-2.50"
