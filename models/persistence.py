@@ -56,7 +56,8 @@ def load(path: str | os.PathLike, *, net: Any = None) -> xr.DataTree:
     Raises
     ------
     ValueError
-        If the file holds no bnncat configuration, a configuration different
+        If the file is not a readable netCDF file (truncated, damaged), holds
+        no bnncat configuration, a configuration different
         from ``net``, or a posterior whose variables or shapes do not match
         the model that the configuration describes.
 
@@ -69,8 +70,7 @@ def load(path: str | os.PathLike, *, net: Any = None) -> xr.DataTree:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"path={str(path)!r} is not a file")
-    with az.from_netcdf(path, engine="h5netcdf") as opened:
-        idata = opened.load().copy()
+    idata = _read_netcdf(path)
     stored, spec = read_net(idata)
     if net is not None and net != stored:
         differ = {
@@ -86,6 +86,19 @@ def load(path: str | os.PathLike, *, net: Any = None) -> xr.DataTree:
         )
     check_posterior_matches(idata, stored, spec)
     return idata
+
+
+def _read_netcdf(path: Path) -> xr.DataTree:
+    """Read a whole netCDF file into memory; a damaged file is a ValueError naming it."""
+    try:
+        with az.from_netcdf(path, engine="h5netcdf") as opened:
+            return opened.load().copy()
+    # h5py's messages for a damaged file: OSError (truncated, no signature), KeyError
+    # (a damaged object header), ValueError or RuntimeError (damaged data)
+    except (OSError, KeyError, ValueError, RuntimeError) as err:
+        raise ValueError(
+            f"path={str(path)!r} is not a readable netCDF file (truncated or damaged?): {err}"
+        ) from err
 
 
 def check_posterior_matches(idata: xr.DataTree, net: Any, spec: DataSpec) -> None:

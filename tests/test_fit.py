@@ -166,6 +166,21 @@ def test_load_refuses_a_mismatched_configuration(nuts_fit, tmp_path):
         load(tmp_path / "missing.nc")
 
 
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "empty"])
+def test_load_names_a_damaged_file(nuts_fit, tmp_path, damage):
+    _, _, idata = nuts_fit
+    good = save(idata, tmp_path / "fit.nc").read_bytes()
+    damaged = {
+        "truncated": good[: len(good) // 2],
+        "random bytes": np.random.default_rng(0).bytes(4000),
+        "empty": b"",
+    }[damage]
+    path = tmp_path / "damaged.nc"
+    path.write_bytes(damaged)
+    with pytest.raises(ValueError, match=r"damaged.nc' is not a readable netCDF file"):
+        load(path)
+
+
 def test_save_refuses_what_it_could_not_load(tmp_path):
     with pytest.raises(ValueError, match="no bnncat configuration"):
         save(xr.DataTree(), tmp_path / "x.nc")
