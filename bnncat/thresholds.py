@@ -26,3 +26,6 @@ MIN_DRAWS = 20
 MIN_DRAWS_GROUPED = 4
 #: Nats of mean log-likelihood between functional modes above which the worse may be local optima.
 LOCAL_OPTIMUM_GAP = 5.0
+#: Nats by which ADVI's mean loss may still fall from the second-last to the last tenth of
+#: its iterations (beyond three standard errors of that difference) and count as converged.
+ADVI_LOSS_DROP = 1.0

@@ -1,6 +1,7 @@
 """Small real fits: fit / predict / save / load end to end, with tiny draws and fixed seeds."""
 
 import json
+import warnings
 
 import arviz as az
 import numpy as np
@@ -10,6 +11,7 @@ import xarray as xr
 
 from bnncat import data
 from bnncat.models import MLP, load, mlp_forward, predict, read_net, save
+from bnncat.models.inference.advi import warn_if_loss_falling
 from bnncat.models.inference.convergence_check import prediction_convergence, warn_if_unconverged
 from bnncat.models.persistence import check_posterior_matches
 
@@ -333,6 +335,27 @@ def test_advi_recovers_the_sine_function():
     assert np.abs(mu.mean(axis=0) - np.sin(x[:, 0])).max() < 0.2
     # mean-field ADVI that prunes units inflates the noise instead; the truth is 0.1
     assert 0.08 < float(idata["posterior"]["sigma"].mean()) < 0.13
+
+
+def test_advi_warns_while_its_loss_still_falls():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 20.0, size=30_000)  # the one-draw loss is this noisy on yacht
+    converged = 700.0 + noise
+    falling = np.linspace(730.0, 700.0, 30_000) + noise  # 3 nats a tenth
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_loss_falling(converged)
+        warn_if_loss_falling(np.linspace(705.0, 700.0, 30_000) + noise)  # 0.5 nats a tenth
+        warn_if_loss_falling(falling[:50])  # too short to judge
+    with pytest.warns(UserWarning, match=r"still falling: by [23]\.\d+ nats .* 30000 iterations"):
+        warn_if_loss_falling(falling)
+
+
+@pytest.mark.slow
+def test_advi_that_stops_early_says_so():
+    ds = data.load("yacht")
+    with pytest.warns(UserWarning, match="raise advi_iterations"):
+        MLP((50,)).fit(ds.X, ds.y, method="advi", draws=20, advi_iterations=3_000, random_seed=3)
 
 
 def _with_chain_changed(idata, change):

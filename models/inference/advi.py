@@ -8,6 +8,7 @@ table correct for the approximation.
 """
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ from bnncat.models.inference.registry import register
 from bnncat.models.jax_runtime import jax_session
 from bnncat.models.pymc_internals import approximation_seed, trace_of_draws
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
+from bnncat.thresholds import ADVI_LOSS_DROP
 
 ADVI_INITS = ("map", "pymc")
 ADVI_ENGINES = ("jax", "pymc")
@@ -218,6 +220,7 @@ def _fit_gaussian(method: str, net: Any, X: object, y: object, **options: Any) -
         progressbar=opts["progressbar"],
     )
     idata = _draws_of(approx, problem, hist, timing)
+    warn_if_loss_falling(np.asarray(hist, dtype=np.float64))
     shared = ("draws", "random_seed", "temperature", "progressbar")
     recorded = {k: v for k, v in opts.items() if k not in shared}
     return record_fit(idata, problem, method, recorded)
@@ -252,6 +255,30 @@ def _fit_pm(
         "loop_seconds": (time.perf_counter() - t_loop) * len(hist) / max(len(hist) - 1, 1),
     }
     return approx, hist, timing
+
+
+def warn_if_loss_falling(loss: np.ndarray) -> None:
+    """Warn when ADVI's loss still fell over the last tenth of its iterations.
+
+    The mean loss of the last tenth is compared with that of the tenth before; a drop
+    of more than :data:`ADVI_LOSS_DROP` nats and three standard errors (the loss is a
+    one-draw estimate, noisy from step to step) means the optimiser had not converged.
+    """
+    tenth = len(loss) // 10
+    last, before = loss[-tenth:], loss[-2 * tenth : -tenth]
+    last, before = last[np.isfinite(last)], before[np.isfinite(before)]
+    if min(len(last), len(before)) < 10:
+        return
+    drop = before.mean() - last.mean()
+    se = np.sqrt(last.var() / len(last) + before.var() / len(before))
+    if drop > max(ADVI_LOSS_DROP, 3 * se):
+        warnings.warn(
+            f"ADVI's loss (the negative ELBO) was still falling: by {drop:.3g} nats from the "
+            f"second-last to the last tenth of its {len(loss)} iterations; raise "
+            "advi_iterations",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _draws_of(
