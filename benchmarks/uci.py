@@ -49,6 +49,20 @@ METHODS = {
     "chees": ({}, "sampled"),
     "sgmcmc": ({}, "sampled"),
 }
+#: each method's name in the tables
+LABELS = {
+    "nuts": "NUTS",
+    "advi": "ADVI (mean-field)",
+    "fullrank_advi": "ADVI (full-rank)",
+    "laplace": "Laplace (GGN, evidence-tuned, linearised)",
+    "pathfinder": "Pathfinder",
+    "ensemble": "deep ensemble, M = 5",
+    "swag": "MultiSWAG, 5",
+    "dei": "DEI-NUTS (chains from ensemble members)",
+    "mclmc": "MCLMC from ensemble members",
+    "chees": "ChEES-HMC",
+    "sgmcmc": "SG-MCMC (SGLD)",
+}
 #: --quick: small runs for the notebook and the test suite
 QUICK = {
     "nuts": {"chains": 2, "tune": 100, "draws": 100},
@@ -326,7 +340,7 @@ def markdown_versus(versus: pd.DataFrame) -> str:
     ]
     for r in versus.itertuples():
         lines.append(
-            f"| {r.data} | {r.method} ({r.splits}) | "
+            f"| {r.data} | {LABELS.get(r.method, r.method)} ({r.splits}) | "
             f"{plus_minus(r.lpd_per_row, r.lpd_per_row_se)} | {r.published} | "
             f"{plus_minus(r.published_lpd, r.published_lpd_se)} | {'yes' if r.beats else 'no'} |"
         )
@@ -344,7 +358,8 @@ def markdown_hl(table: pd.DataFrame) -> str:
     for data, rows in table.groupby("data", sort=False):
         for r in rows.itertuples():
             lines.append(
-                f"| {data} | {r.method} | {r.splits} | {plus_minus(r.rmse, r.rmse_se)} | "
+                f"| {data} | {LABELS.get(r.method, r.method)} | {r.splits} | "
+                f"{plus_minus(r.rmse, r.rmse_se)} | "
                 f"{plus_minus(r.lpd_per_row, r.lpd_per_row_se)} | {r.seconds:.0f} | "
                 f"{r.splits_warned} |"
             )
@@ -352,7 +367,7 @@ def markdown_hl(table: pd.DataFrame) -> str:
             if data in figures:
                 rmse, rmse_se, ll, ll_se = figures[data]
                 lines.append(
-                    f"| {data} | *{source}* | 20 | {plus_minus(rmse, rmse_se)} | "
+                    f"| {data} | *{source} (published)* | 20 | {plus_minus(rmse, rmse_se)} | "
                     f"{plus_minus(ll, ll_se)} | | |"
                 )
     return "\n".join(lines) + "\n"
@@ -367,7 +382,7 @@ def markdown_wiese(table: pd.DataFrame) -> str:
     for (data, net), rows in table.groupby(["data", "net"], sort=False):
         for r in rows.itertuples():
             lines.append(
-                f"| {data} | {net} | {r.method} | {r.splits} | "
+                f"| {data} | {net} | {LABELS.get(r.method, r.method)} | {r.splits} | "
                 f"{plus_minus(r.lpd_standardised, r.lpd_standardised_se)} | {r.seconds:.0f} |"
             )
         for source, figures in PUBLISHED_WIESE.items():

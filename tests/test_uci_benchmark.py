@@ -77,7 +77,7 @@ def test_the_benchmark_runs_any_csv_keeps_each_split_and_resumes(tmp_path):
     row = json.loads(runs[0].read_text())
     assert row["n_test"] == 6 and row["n_train"] == 54 and np.isfinite(row["lpd_per_row"])
     table = (tmp_path / "out" / "uci_hl_quick.md").read_text()
-    assert "| toy | advi | 2 |" in table
+    assert "| toy | ADVI (mean-field) | 2 |" in table
     assert (tmp_path / "out" / "uci_hl_quick.png").stat().st_size > 0
     again = _benchmark(*args)  # everything is on disk: nothing to fit
     assert again.returncode == 0 and "0 splits to fit" in again.stdout
