@@ -10,6 +10,7 @@ from scipy import stats
 
 from bnncat import data, diagnose
 from bnncat import identifiability as ident
+from bnncat.evaluation import density
 from bnncat.evaluation.density import log_predictive_density
 from bnncat.models import MLP, MixtureRegressor, OrderedMLP, fit, load, predict, save
 from bnncat.models.attrs import read_net
@@ -136,7 +137,7 @@ def test_a_search_stopped_short_is_reported_and_last_layer_still_centres_its_gau
         fit(MLP((2,)), ds.X, ds.y, method="laplace", hessian="last_layer", maxiter=3, draws=10)
 
 
-def test_last_layer_keeps_the_hidden_layers_at_the_map_and_its_predictive_is_linear():
+def test_last_layer_keeps_the_hidden_layers_at_the_map_and_its_predictive_is_linear(monkeypatch):
     ds = data.load("sine", n=40, noise=0.1, seed=5)
     idata = fit(
         MLP((3,)),
@@ -159,6 +160,9 @@ def test_last_layer_keeps_the_hidden_layers_at_the_map_and_its_predictive_is_lin
     np.testing.assert_allclose(linear, sampled, rtol=1e-9, atol=1e-9)  # the output layer is linear
     lpd = {p: log_predictive_density(idata, ds.X, ds.y, predictive=p)["total"] for p in PREDICTIVES}
     np.testing.assert_allclose(lpd["linearized"], lpd["sampled"], rtol=1e-9)
+    monkeypatch.setattr(density, "BLOCK_FLOATS", 100 * 3 * 9)  # 100 draws, 3 units: 9 rows
+    in_blocks = log_predictive_density(idata, ds.X, ds.y, predictive="linearized")["total"]
+    np.testing.assert_allclose(in_blocks, lpd["linearized"], rtol=1e-12)
 
 
 def test_the_linearized_predictive_expands_the_network_at_each_map():

@@ -13,7 +13,8 @@ from scipy import special, stats
 from bnncat import data
 from bnncat import identifiability as ident
 from bnncat.cli import main
-from bnncat.evaluation.density import log_predictive_density, predictive_density
+from bnncat.evaluation import density
+from bnncat.evaluation.density import log_predictive_density, predictive_density, predictive_mean
 from bnncat.models import MLP, MixtureRegressor, load, predict, read_net, save
 from bnncat.models.inference.convergence_check import prediction_convergence
 from bnncat.models.mlp import DEFAULT_PRIOR_SCALE
@@ -230,6 +231,18 @@ def test_density_integrates_to_one(mdn_fit):
     grid = np.linspace(-3, 4, 1401)
     dens = predictive_density(idata, [[0.1], [0.5], [0.9]], grid)
     np.testing.assert_allclose(np.trapezoid(dens.values, grid, axis=-1), 1.0, atol=1e-3)
+
+
+def test_held_out_scores_in_blocks_of_rows_are_those_of_all_rows_at_once(mdn_fit, monkeypatch):
+    _, ds, idata = mdn_fit
+    whole = log_predictive_density(idata, ds.X, ds.y)["pointwise"], predictive_mean(idata, ds.X)
+    draws, width = 120, 4  # TINY's 2 chains x 60 draws; 4 hidden units
+    monkeypatch.setattr(density, "BLOCK_FLOATS", draws * width * 7)  # 7 rows a block
+    net = MixtureRegressor((4,), n_components=3, form="mdn")
+    assert len(density._row_blocks(idata, net, len(ds.y), max_draws=4000)) == 12
+    blocks = log_predictive_density(idata, ds.X, ds.y)["pointwise"], predictive_mean(idata, ds.X)
+    np.testing.assert_allclose(blocks[0], whole[0], rtol=1e-12)
+    np.testing.assert_allclose(blocks[1], whole[1], rtol=1e-12)
 
 
 def test_fit_predict_save_load_and_cli(mdn_fit, tmp_path):

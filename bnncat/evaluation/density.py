@@ -45,6 +45,21 @@ def _draw_parameters(idata, X_new, net, max_draws, random_seed, predictive="samp
     return net, spec, X, net.observation_parameters(params, X, spec)
 
 
+#: Floats of hidden activations one block of rows may hold (draws x rows x widest layer):
+#: 256 MiB of float64, so that 4000 draws of a 1x100 net on 4573 protein test rows
+#: (14.6 GB at once) fit in memory.
+BLOCK_FLOATS = 2**25
+
+
+def _row_blocks(idata: xr.DataTree, net: Any, n_rows: int, max_draws: int) -> list[slice]:
+    """Slices of the rows small enough that each block's activations fit :data:`BLOCK_FLOATS`."""
+    post = idata["posterior"]
+    draws = min(max_draws, post.sizes["chain"] * post.sizes["draw"])
+    width = max((*getattr(net, "hidden", ()), 1))
+    rows = max(1, BLOCK_FLOATS // (draws * width))
+    return [slice(start, start + rows) for start in range(0, n_rows, rows)]
+
+
 def _row(params: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
     """Select row ``i`` of the parameters: axis 1 is the rows (or 1, shared by every row)."""
     return {k: v[:, i : i + 1] if v.shape[1] > 1 else v for k, v in params.items()}
@@ -166,7 +181,8 @@ def log_predictive_density(
     >>> from bnncat.evaluation.density import log_predictive_density
     >>> lpd = log_predictive_density(idata, X_test, y_test)  # doctest: +SKIP
     """
-    net, spec, Xv, params = _draw_parameters(idata, X, net, max_draws, random_seed, predictive)
+    net, spec = net_and_spec(idata, net)
+    Xv = check_X(X, "X", n_features=spec.n_features)
     y_arr = np.asarray(y, dtype=np.float64)
     y_arr = y_arr[:, None] if y_arr.ndim == 1 else y_arr
     if y_arr.shape != (Xv.shape[0], spec.n_outputs) or not np.isfinite(y_arr).all():
@@ -174,8 +190,12 @@ def log_predictive_density(
             f"y must be finite with shape ({Xv.shape[0]}, {spec.n_outputs}) or "
             f"({Xv.shape[0]},); got {np.shape(y)}"
         )
-    per_draw = net.lik.logp(params, y_arr[None]).sum(axis=-1)  # (draws, n)
-    pointwise = special.logsumexp(per_draw, axis=0) - np.log(per_draw.shape[0])
+    pointwise = np.concatenate(
+        [
+            _pointwise_lpd(idata, Xv[rows], y_arr[rows], net, max_draws, random_seed, predictive)
+            for rows in _row_blocks(idata, net, len(Xv), max_draws)
+        ]
+    )
     n = pointwise.size
     return {
         "pointwise": pointwise,
@@ -183,6 +203,13 @@ def log_predictive_density(
         "se": float(np.sqrt(n) * pointwise.std(ddof=1)) if n > 1 else float("nan"),
         "mean": float(pointwise.mean()),
     }
+
+
+def _pointwise_lpd(idata, X, y, net, max_draws, random_seed, predictive) -> np.ndarray:
+    """Log predictive density of each row of one block (the same draws for every block)."""
+    net, _, _, params = _draw_parameters(idata, X, net, max_draws, random_seed, predictive)
+    per_draw = net.lik.logp(params, y[None]).sum(axis=-1)  # (draws, rows)
+    return special.logsumexp(per_draw, axis=0) - np.log(per_draw.shape[0])
 
 
 def predictive_mean(
@@ -205,8 +232,13 @@ def predictive_mean(
     >>> mean = predictive_mean(idata, X_test)  # doctest: +SKIP
     >>> rmse = ((mean[:, 0] - y_test) ** 2).mean() ** 0.5  # doctest: +SKIP
     """
-    _, _, _, params = _draw_parameters(idata, X, net, max_draws, random_seed, predictive)
-    means = params["mu"]
-    if "w" in params:  # a Gaussian mixture per output: components on the last axis
-        means = (params["w"] * means).sum(axis=-1)
-    return means.mean(axis=0)
+    net, spec = net_and_spec(idata, net)
+    Xv = check_X(X, "X", n_features=spec.n_features)
+    blocks = []
+    for rows in _row_blocks(idata, net, len(Xv), max_draws):
+        _, _, _, params = _draw_parameters(idata, Xv[rows], net, max_draws, random_seed, predictive)
+        means = params["mu"]
+        if "w" in params:  # a Gaussian mixture per output: components on the last axis
+            means = (params["w"] * means).sum(axis=-1)
+        blocks.append(means.mean(axis=0))
+    return np.concatenate(blocks)
