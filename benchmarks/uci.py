@@ -335,17 +335,27 @@ def versus_published(table: pd.DataFrame) -> pd.DataFrame:
 def markdown_versus(versus: pd.DataFrame) -> str:
     """Write the catalogue's best test LL per data set beside the best published one."""
     lines = [
-        "| data | best here (splits) | test LL | best published | test LL | better here |",
-        "|:--|:--|--:|:--|--:|:--:|",
+        "| data | best here (splits) | test LL | best published | test LL | difference | "
+        "better here |",
+        "|:--|:--|--:|:--|--:|--:|:--:|",
     ]
     for r in versus.itertuples():
+        # the SE of the difference: both SEs combined (a single split has none)
+        se = float(np.hypot(r.lpd_per_row_se, r.published_lpd_se))
         lines.append(
             f"| {r.data} | {LABELS.get(r.method, r.method)} ({r.splits}) | "
             f"{plus_minus(r.lpd_per_row, r.lpd_per_row_se)} | {r.published} | "
-            f"{plus_minus(r.published_lpd, r.published_lpd_se)} | {'yes' if r.beats else 'no'} |"
+            f"{plus_minus(r.published_lpd, r.published_lpd_se)} | "
+            f"{plus_minus(r.lpd_per_row - r.published_lpd, se, 2)} | "
+            f"{'yes' if r.beats else 'no'} |"
         )
     won = int(versus["beats"].sum()) if len(versus) else 0
-    lines.append(f"\nBetter than the best published test LL on {won} of {len(versus)} data sets.")
+    se = np.hypot(versus["lpd_per_row_se"], versus["published_lpd_se"]) if won else 0.0
+    clear = int((versus["lpd_per_row"] - versus["published_lpd"] > 2 * se).sum()) if won else 0
+    lines.append(
+        f"\nBetter than the best published test LL on {won} of {len(versus)} data sets; "
+        f"by more than two standard errors of the difference on {clear}."
+    )
     return "\n".join(lines) + "\n"
 
 

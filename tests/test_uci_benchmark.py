@@ -114,7 +114,11 @@ def test_the_comparison_takes_each_data_sets_best_method_and_best_published_figu
     assert versus.loc["yacht", "method"] == "nuts"
     assert versus.loc["yacht", "published"] == "deep ensembles" and versus.loc["yacht", "beats"]
     assert not versus.loc["wine-quality-red", "beats"]  # -1.0 against -0.94
-    assert "on 1 of 2 data sets" in uci.markdown_versus(uci.versus_published(table))
+    text = uci.markdown_versus(uci.versus_published(table))
+    # -1.0 +- 0.1 against -1.18 +- 0.21: better, but by less than two SE of the difference
+    assert "on 1 of 2 data sets; by more than two standard errors of the difference on 0" in text
+    row = "| yacht | NUTS (3) | -1.00 ± 0.10 | deep ensembles | -1.18 ± 0.21 | 0.18 ± 0.23 |"
+    assert row in text
 
 
 def test_figures_keep_two_significant_digits_when_small():
