@@ -411,37 +411,48 @@ def plot(table: pd.DataFrame, protocol: str, path: Path) -> None:
 
     column = "lpd_per_row" if protocol == "hl" else "lpd_standardised"
     panels = list(table.groupby(["data", "net"], sort=False))
+    columns = min(4, len(panels))
+    lines = -(-len(panels) // columns)
     fig, axes = plt.subplots(
-        1,
-        len(panels),
-        figsize=(3.6 * len(panels), 0.45 * table["method"].nunique() + 1.6),
+        lines,
+        columns,
+        figsize=(4.2 * columns, (0.45 * table["method"].nunique() + 1.6) * lines),
         squeeze=False,
     )
-    for ax, ((data, net), rows) in zip(axes[0], panels, strict=True):
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, ((data, net), rows) in zip(axes.flat, panels, strict=False):
         y = np.arange(len(rows))
         ax.errorbar(rows[column], y, xerr=rows[f"{column}_se"], fmt="o", color="C0", capsize=3)
         labels = [f"{m} ({k})" for m, k in zip(rows["method"], rows["splits"], strict=True)]
         ax.set_yticks(y, labels)
-        for i, (source, value) in enumerate(_published_lines(protocol, data, net)):
-            ax.axvline(value, color=f"C{i + 1}", linestyle="--", label=source)
+        for colour, source, value in _published_lines(protocol, data, net):
+            ax.axvline(value, color=colour, linestyle="--", label=source)
         ax.set_title(f"{data}, {net}", fontsize=10)
         ax.set_xlabel("test log-likelihood per row" if protocol == "hl" else "standardised LPPD")
         ax.invert_yaxis()
     handles = {}
-    for ax in axes[0]:
+    for ax in axes.flat:
         found, labels = ax.get_legend_handles_labels()
         handles |= dict(zip(labels, found, strict=True))
     if handles:  # one legend under the panels: inside them it hides points
         fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=3, fontsize=8)
-    fig.tight_layout(rect=(0, 0.12 if handles else 0, 1, 1))
+    fig.tight_layout(rect=(0, (0.12 / lines) if handles else 0, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def _published_lines(protocol: str, data: str, net: str) -> list[tuple[str, float]]:
+def _published_lines(protocol: str, data: str, net: str) -> list[tuple[str, str, float]]:
+    """(colour, source, figure) of each published figure for a panel: one colour a source."""
     if protocol == "hl":
-        return [(s, f[data][2]) for s, f in PUBLISHED_HL.items() if data in f]
-    return [(s, f[(data, net)][0]) for s, f in PUBLISHED_WIESE.items() if (data, net) in f]
+        sources, key, column = PUBLISHED_HL, data, 2
+    else:
+        sources, key, column = PUBLISHED_WIESE, (data, net), 0
+    return [
+        (f"C{i + 1}", source, figures[key][column])
+        for i, (source, figures) in enumerate(sources.items())
+        if key in figures
+    ]
 
 
 def write_summary(args: argparse.Namespace) -> pd.DataFrame:
