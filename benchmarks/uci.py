@@ -377,7 +377,7 @@ def markdown_hl(table: pd.DataFrame) -> str:
             if data in figures:
                 rmse, rmse_se, ll, ll_se = figures[data]
                 lines.append(
-                    f"| {data} | *{source} (published)* | 20 | {plus_minus(rmse, rmse_se)} | "
+                    f"| {data} | *{source}, published* | 20 | {plus_minus(rmse, rmse_se)} | "
                     f"{plus_minus(ll, ll_se)} | | |"
                 )
     return "\n".join(lines) + "\n"
