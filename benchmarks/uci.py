@@ -349,9 +349,11 @@ def markdown_versus(versus: pd.DataFrame) -> str:
             f"{plus_minus(r.lpd_per_row - r.published_lpd, se, 2)} | "
             f"{'yes' if r.beats else 'no'} |"
         )
-    won = int(versus["beats"].sum()) if len(versus) else 0
-    se = np.hypot(versus["lpd_per_row_se"], versus["published_lpd_se"]) if won else 0.0
-    clear = int((versus["lpd_per_row"] - versus["published_lpd"] > 2 * se).sum()) if won else 0
+    if versus.empty:  # no published figures for these data sets
+        return "\n".join(lines) + "\n"
+    margin = versus["lpd_per_row"] - versus["published_lpd"]
+    se = np.hypot(versus["lpd_per_row_se"], versus["published_lpd_se"])
+    won, clear = int((margin > 0).sum()), int((margin > 2 * se).sum())
     lines.append(
         f"\nBetter than the best published test LL on {won} of {len(versus)} data sets; "
         f"by more than two standard errors of the difference on {clear}."
