@@ -15,6 +15,7 @@ from bnncat.models.mlp import MLP, build_mlp, mlp_forward
 from bnncat.models.ordered_mlp import OrderedMLP
 from bnncat.models.persistence import load, save
 from bnncat.models.prediction import predict
+from bnncat.models.predictive_summary import predict_summary
 
 __all__ = [
     "MLP",
@@ -26,6 +27,7 @@ __all__ = [
     "load",
     "mlp_forward",
     "predict",
+    "predict_summary",
     "read_net",
     "save",
 ]

@@ -13,6 +13,8 @@ from bnncat.models.pymc_internals import more_chains_than_draws
 from bnncat.models.validation import check_choice, check_positive_int, check_X
 
 PREDICTIVES = ("sampled", "linearized")
+#: Memory ``predict`` may ask for its draws before it refuses and points to ``predict_summary``.
+MAX_BYTES = 2**31
 
 
 def predict(
@@ -23,6 +25,7 @@ def predict(
     random_seed: int | None = None,
     progressbar: bool = False,
     predictive: str = "sampled",
+    max_bytes: int | None = MAX_BYTES,
 ) -> xr.DataTree:
     """Network output and posterior predictive draws at any number of new rows.
 
@@ -49,6 +52,11 @@ def predict(
         Pass every posterior draw through the network, or, for a Laplace fit,
         through the network linearised at each restart's MAP (the GLM
         predictive: see :mod:`bnncat.models.inference.linearized`).
+    max_bytes : int or None
+        Refuse, before any work, to hold more than this many bytes of draws
+        (mu and y: draws x rows x outputs each, twice while PyMC stacks them); ``None`` for no
+        limit. :func:`~bnncat.models.predict_summary` gives per-row summaries
+        in bounded memory for any number of rows.
 
     Returns
     -------
@@ -75,6 +83,7 @@ def predict(
     X = check_X(X_new, "X_new", n_features=spec.n_features)
     if random_seed is not None:
         random_seed = check_positive_int(random_seed, "random_seed", minimum=0)
+    _check_memory(idata, X.shape[0], 2 * spec.n_outputs, max_bytes)  # mu and y
     if predictive == "linearized":
         return linearized_predictions(idata, X, net, spec, random_seed)
     model = net.build_validated(X, None, spec)
@@ -86,6 +95,24 @@ def predict(
             predictions=True,
             random_seed=random_seed,
             progressbar=progressbar,
+        )
+
+
+def _check_memory(idata: xr.DataTree, n_rows: int, per_row: int, max_bytes: int | None) -> None:
+    """Refuse a prediction whose draws would not fit ``max_bytes``, naming what would."""
+    if max_bytes is None:
+        return
+    max_bytes = check_positive_int(max_bytes, "max_bytes")
+    post = idata["posterior"]
+    n_draws = post.sizes["chain"] * post.sizes["draw"]
+    need = 2 * 8 * n_draws * n_rows * per_row
+    if need > max_bytes:
+        raise ValueError(
+            f"X_new has {n_rows} rows: the draws of mu and y at {n_draws} posterior draws "
+            f"would take {need / 2**30:.1f} GiB (max_bytes={max_bytes / 2**30:.1f} GiB). "
+            "Use predict_summary(idata, X_new) for per-row means, sds and quantiles in "
+            "bounded memory, predict on fewer rows or draws "
+            "(idata.isel(draw=slice(None, None, 10))), or raise max_bytes"
         )
 
 

@@ -10,9 +10,17 @@ from scipy import stats
 
 from bnncat import data, diagnose
 from bnncat import identifiability as ident
-from bnncat.evaluation import density
 from bnncat.evaluation.density import log_predictive_density
-from bnncat.models import MLP, MixtureRegressor, OrderedMLP, fit, load, predict, save
+from bnncat.models import (
+    MLP,
+    MixtureRegressor,
+    OrderedMLP,
+    fit,
+    load,
+    predict,
+    predictive_summary,
+    save,
+)
 from bnncat.models.attrs import read_net
 from bnncat.models.inference import laplace, laplace_curvature, linearized
 from bnncat.models.inference.laplace_curvature import flat_model
@@ -160,7 +168,7 @@ def test_last_layer_keeps_the_hidden_layers_at_the_map_and_its_predictive_is_lin
     np.testing.assert_allclose(linear, sampled, rtol=1e-9, atol=1e-9)  # the output layer is linear
     lpd = {p: log_predictive_density(idata, ds.X, ds.y, predictive=p)["total"] for p in PREDICTIVES}
     np.testing.assert_allclose(lpd["linearized"], lpd["sampled"], rtol=1e-9)
-    monkeypatch.setattr(density, "BLOCK_FLOATS", 100 * 3 * 9)  # 100 draws, 3 units: 9 rows
+    monkeypatch.setattr(predictive_summary, "BLOCK_FLOATS", 100 * 3 * 9)  # 9 rows a block
     in_blocks = log_predictive_density(idata, ds.X, ds.y, predictive="linearized")["total"]
     np.testing.assert_allclose(in_blocks, lpd["linearized"], rtol=1e-12)
 

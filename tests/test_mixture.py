@@ -15,7 +15,7 @@ from bnncat import identifiability as ident
 from bnncat.cli import main
 from bnncat.evaluation import density
 from bnncat.evaluation.density import log_predictive_density, predictive_density, predictive_mean
-from bnncat.models import MLP, MixtureRegressor, load, predict, read_net, save
+from bnncat.models import MLP, MixtureRegressor, load, predict, predictive_summary, read_net, save
 from bnncat.models.inference.convergence_check import prediction_convergence
 from bnncat.models.mlp import DEFAULT_PRIOR_SCALE
 from bnncat.models.prediction import net_and_spec
@@ -237,7 +237,7 @@ def test_held_out_scores_in_blocks_of_rows_are_those_of_all_rows_at_once(mdn_fit
     _, ds, idata = mdn_fit
     whole = log_predictive_density(idata, ds.X, ds.y)["pointwise"], predictive_mean(idata, ds.X)
     draws, width = 120, 4  # TINY's 2 chains x 60 draws; 4 hidden units
-    monkeypatch.setattr(density, "BLOCK_FLOATS", draws * width * 7)  # 7 rows a block
+    monkeypatch.setattr(predictive_summary, "BLOCK_FLOATS", draws * width * 7)  # 7 rows a block
     net = MixtureRegressor((4,), n_components=3, form="mdn")
     assert len(density._row_blocks(idata, net, len(ds.y), max_draws=4000)) == 12
     blocks = log_predictive_density(idata, ds.X, ds.y)["pointwise"], predictive_mean(idata, ds.X)

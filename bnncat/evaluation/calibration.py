@@ -45,6 +45,7 @@ from scipy import special, stats
 
 from bnncat.evaluation.density import log_predictive_density
 from bnncat.models.prediction import net_and_spec
+from bnncat.models.predictive_summary import predictive_draws
 from bnncat.models.validation import check_labels, check_positive_int, check_regression_y, check_X
 from bnncat.thresholds import MIN_LOO_DRAWS, PARETO_K_MAX
 
@@ -202,12 +203,7 @@ def _loglik(fit: _Training, params: dict, X: np.ndarray, y: np.ndarray) -> np.nd
 def _sample(fit: _Training, params: dict, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One predictive draw of y per posterior draw: (draw, n, output) or (draw, n) labels."""
     obs = fit.net.observation_parameters(params, X, fit.spec)
-    n_draws = next(iter(params.values())).shape[0]
-    shape = (n_draws, X.shape[0]) + ((fit.spec.n_outputs,) if fit.regression else ())
-    # the parameters broadcast to the full shape, so that every row gets its own draw
-    full = {k: np.broadcast_to(v, shape + np.shape(v)[len(shape) :]) for k, v in obs.items()}
-    out = fit.net.lik.draw(full, int(rng.integers(2**31)))
-    return out if fit.regression else out.astype(np.int64)
+    return predictive_draws(fit.net, obs, X.shape[0], fit.spec, int(rng.integers(2**31)))
 
 
 def _predictive_cdf(fit: _Training, X: np.ndarray, y: np.ndarray) -> np.ndarray:

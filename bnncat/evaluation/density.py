@@ -13,6 +13,7 @@ from scipy import special
 
 from bnncat.models.inference.linearized import linearized_head
 from bnncat.models.prediction import PREDICTIVES, net_and_spec
+from bnncat.models.predictive_summary import row_blocks
 from bnncat.models.validation import check_choice, check_positive_int, check_X
 
 
@@ -45,19 +46,11 @@ def _draw_parameters(idata, X_new, net, max_draws, random_seed, predictive="samp
     return net, spec, X, net.observation_parameters(params, X, spec)
 
 
-#: Floats of hidden activations one block of rows may hold (draws x rows x widest layer):
-#: 256 MiB of float64, so that 4000 draws of a 1x100 net on 4573 protein test rows
-#: (14.6 GB at once) fit in memory.
-BLOCK_FLOATS = 2**25
-
-
 def _row_blocks(idata: xr.DataTree, net: Any, n_rows: int, max_draws: int) -> list[slice]:
-    """Slices of the rows small enough that each block's activations fit :data:`BLOCK_FLOATS`."""
+    """Slices of the rows small enough that each block's activations fit in memory."""
     post = idata["posterior"]
     draws = min(max_draws, post.sizes["chain"] * post.sizes["draw"])
-    width = max((*getattr(net, "hidden", ()), 1))
-    rows = max(1, BLOCK_FLOATS // (draws * width))
-    return [slice(start, start + rows) for start in range(0, n_rows, rows)]
+    return row_blocks(draws, max((*getattr(net, "hidden", ()), 1)), n_rows)
 
 
 def _row(params: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
