@@ -5,11 +5,14 @@ bnncat datasets
 """
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from bnncat.staging import moved, staged_folder
 from bnncat.thresholds import MIN_DRAWS
 
 MODELS = {"mlp": "MLP", "ordered-mlp": "OrderedMLP", "mixture": "MixtureRegressor"}
@@ -360,11 +363,12 @@ def run_fit(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     idata = net.fit(X, y, method=args.method, **_method_options(args))
     elapsed = time.perf_counter() - start
-    args.out.mkdir(parents=True, exist_ok=True)  # only now: a failed fit leaves nothing behind
-    written = {"fit": save(idata, args.out / "fit.nc")}
-    report = diagnose(idata, random_seed=args.seed)
-    summary = _write_relabelled_summary(idata, report, args.out, written, args.no_figures)
-    written |= report.write(args.out, figures=not args.no_figures)
+    with staged_folder(args.out) as stage:  # all files, or on failure none of them
+        written = {"fit": save(idata, stage / "fit.nc")}
+        report = diagnose(idata, random_seed=args.seed)
+        summary = _write_relabelled_summary(idata, report, stage, written, args.no_figures)
+        written |= report.write(stage, figures=not args.no_figures)
+    written = moved(written, args.out)
 
     print(f"\nDone in {elapsed:.1f} s.")
     print()
@@ -530,8 +534,9 @@ def run_diagnose(args: argparse.Namespace) -> int:
         print(f"\nHeld-out ({len(y_test)} rows):")
         print(held.to_string(index=False))
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        for path in report.write(args.out).values():
+        with staged_folder(args.out) as stage:
+            written = moved(report.write(stage), args.out)
+        for path in written.values():
             print(f"  {path}")
     return 0
 
@@ -541,7 +546,7 @@ def run_predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from bnncat import data
-    from bnncat.models import predict, read_net
+    from bnncat.models import predict_summary, read_net
 
     if not 0 < args.interval < 1:
         raise ValueError(f"--interval {args.interval}: give a probability in (0, 1)")
@@ -557,41 +562,71 @@ def run_predict(args: argparse.Namespace) -> int:
     else:
         raise ValueError(f"--data {args.data!r} is neither a built-in dataset nor a .csv file")
     X = _inputs(frame, args.features, spec, args.data)
-    pred = predict(idata, X, random_seed=args.seed, predictive=args.predictive)
-    draws = pred["predictions"]["y"]
-    y = draws.values.reshape(-1, *draws.shape[2:])  # (draws, rows[, outputs])
-    table = _predictive_table(y, spec, net.lik.task, args.interval)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    pd.concat([X.reset_index(drop=True), table], axis=1).to_csv(args.out, index=False)
+    lo, hi = (1 - args.interval) / 2, (1 + args.interval) / 2
+    summary = predict_summary(
+        idata, X, probs=(lo, hi), random_seed=args.seed, predictive=args.predictive
+    )
+    table = _predictive_table(summary, spec, net.lik.task)
+    with staged_folder(args.out.parent) as stage:  # the whole CSV, or on failure none
+        pd.concat([X.reset_index(drop=True), table], axis=1).to_csv(
+            stage / args.out.name, index=False
+        )
     print(f"Wrote {len(table)} rows to {args.out}")
     return 0
 
 
-def _predictive_table(y: Any, spec: Any, task: str, interval: float) -> Any:
+def _predictive_table(summary: Any, spec: Any, task: str) -> Any:
     """Per row: mean, sd and central interval per output, or class probabilities."""
-    import numpy as np
     import pandas as pd
 
     if task == "classification":
-        classes = range(max(spec.n_classes, 2))
-        probs = {f"p_{k}": (y == k).mean(axis=0) for k in classes}
-        table = pd.DataFrame(probs)
-        table["predicted"] = table.to_numpy().argmax(axis=1)
+        p = summary["p"].values
+        table = pd.DataFrame({f"p_{k}": p[:, k] for k in range(p.shape[1])})
+        table["predicted"] = p.argmax(axis=1)
         return table
-    y = y.reshape(*y.shape[:2], -1)
-    lo, hi = (1 - interval) / 2, (1 + interval) / 2
     columns = {}
     for j, name in enumerate(spec.output_names):
-        columns[f"{name}_mean"] = y[..., j].mean(axis=0)
-        columns[f"{name}_sd"] = y[..., j].std(axis=0, ddof=1)
-        columns[f"{name}_q{lo:.3g}"] = np.quantile(y[..., j], lo, axis=0)
-        columns[f"{name}_q{hi:.3g}"] = np.quantile(y[..., j], hi, axis=0)
+        columns[f"{name}_mean"] = summary["mean"].values[:, j]
+        columns[f"{name}_sd"] = summary["sd"].values[:, j]
+        quantiles = summary["quantiles"].isel(output=j)
+        for level in summary["quantile"].values:
+            columns[f"{name}_q{level:.3g}"] = quantiles.sel(quantile=level).values
     return pd.DataFrame(columns)
+
+
+class Stopped(BaseException):
+    """Ctrl-C or SIGTERM, as an abort that every ``finally`` sees on its way out.
+
+    Not a KeyboardInterrupt, which PyMC's and our ADVI loops take as "stop early and
+    keep the fit": the command would then write the results of a fit cut short.
+    """
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise Stopped(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bnncat`` command."""
     args = build_parser().parse_args(argv)
+    signals = (signal.SIGINT, signal.SIGTERM)
+    in_main = threading.current_thread() is threading.main_thread()  # where signals go
+    previous = {s: signal.signal(s, _stop) for s in signals} if in_main else {}
+    try:
+        return _run(args)
+    except Stopped as stop:
+        print(
+            "bnncat: interrupted: no result was written (earlier results are as they were)",
+            file=sys.stderr,
+        )
+        return 128 + stop.args[0]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run one command; a bad argument or input is an error message and exit code 2."""
     try:
         if args.command == "datasets":
             from bnncat import data

@@ -45,6 +45,7 @@ def prepare_worker() -> None:
     global _slot_lock
     for name, value in ONE_THREAD.items():
         os.environ.setdefault(name, value)
+    _end_with_parent()
     if _slot_lock is not None or "pytensor" in sys.modules:
         return
     from filelock import FileLock, Timeout
@@ -64,6 +65,22 @@ def prepare_worker() -> None:
             f for f in (flags, f"base_compiledir={folder}") if f
         )
         return
+
+
+def _end_with_parent() -> None:
+    """Ask Linux to end this worker when the process that started it ends.
+
+    A pool is terminated when its call ends, but a parent killed outright (SIGKILL,
+    or SIGTERM with no handler) runs no cleanup: without this its workers would run on.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 def run_task(target: str, payload: bytes) -> bytes:

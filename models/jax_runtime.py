@@ -6,7 +6,9 @@ runs as it would without the catalogue; :func:`over_devices` spreads independent
 searches or chains over the host's XLA devices.
 """
 
+import glob
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -90,12 +92,43 @@ def compilation_cache() -> Iterator[None]:
     for name, value in settings.items():
         jax.config.update(name, value)
     try:
-        yield
+        with warnings.catch_warnings(record=True) as caught:
+            yield
     finally:
         for name, value in before.items():
             jax.config.update(name, value)
         if ours:  # JAX opens its cache once: let a folder set later by the user take effect
             jax_cache.reset_cache()
+        _remove_damaged_entries(caught, Path(jax.config.jax_compilation_cache_dir or path))
+
+
+#: JAX's warning when a cache entry cannot be read (it then compiles the program afresh).
+_DAMAGED = re.compile(r"Error reading persistent compilation cache entry for '([^']+)'")
+
+
+def _remove_damaged_entries(caught: list[warnings.WarningMessage], folder: Path) -> None:
+    """Pass the fit's warnings on; remove the cache entries JAX could not read, and say so.
+
+    JAX recompiles a damaged entry but leaves it in place, so every later fit would
+    warn and compile again; without it, the next fit writes a good one.
+    """
+    damaged = set()
+    for w in caught:
+        match = _DAMAGED.search(str(w.message))
+        if match:
+            damaged.add(match.group(1))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    for name in sorted(damaged):
+        for entry in folder.glob(f"{glob.escape(name)}-*"):
+            entry.unlink(missing_ok=True)
+    if damaged:
+        warnings.warn(
+            f"{len(damaged)} damaged entries of the JAX compilation cache in {folder} were "
+            f"compiled afresh and removed ({', '.join(sorted(damaged))})",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 @contextmanager

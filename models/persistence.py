@@ -1,5 +1,6 @@
 """Saving fits to netCDF and loading them back, checked against their attrs."""
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,47 @@ def save(idata: xr.DataTree, path: str | os.PathLike) -> Path:
     if not path.parent.exists():
         raise ValueError(f"path={str(path)!r}: folder {str(path.parent)!r} does not exist")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    stamped = idata.copy()  # a shallow copy: the caller's attrs stay as they were
+    stamped.attrs[CHECKSUM] = checksum(idata)
     try:
-        idata.to_netcdf(tmp, engine="h5netcdf")
+        stamped.to_netcdf(tmp, engine="h5netcdf")
         os.replace(tmp, path)
+    except OSError as err:
+        raise OSError(
+            f"could not write path={str(path)!r} (a file there is as it was): {err}"
+        ) from err
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+#: Attribute holding the SHA-256 of a saved fit's values, checked when it is loaded.
+CHECKSUM = "bnncat_sha256"
+
+
+def checksum(idata: xr.DataTree) -> str:
+    """SHA-256 of every variable of every group: names, shapes and values.
+
+    Values are hashed in a fixed dtype (64-bit numbers, text for strings), so that
+    what netCDF writes and reads back hashes the same; damage inside the data,
+    which netCDF itself does not notice, changes it.
+    """
+    digest = hashlib.sha256()
+    for node in sorted(idata.subtree, key=lambda n: n.path):
+        for name, var in sorted(node.dataset.variables.items()):
+            values = np.asarray(var.values)
+            digest.update(f"{node.path}/{name}{values.shape}".encode())
+            if values.dtype.kind in "biu":
+                digest.update(values.astype(np.int64).tobytes())
+            elif values.dtype.kind in "fc":
+                digest.update(
+                    values.astype(
+                        np.complex128 if values.dtype.kind == "c" else np.float64
+                    ).tobytes()
+                )
+            else:
+                digest.update("\x1f".join(map(str, values.ravel())).encode())
+    return digest.hexdigest()
 
 
 def load(path: str | os.PathLike, *, net: Any = None) -> xr.DataTree:
@@ -71,6 +107,12 @@ def load(path: str | os.PathLike, *, net: Any = None) -> xr.DataTree:
     if not path.is_file():
         raise ValueError(f"path={str(path)!r} is not a file")
     idata = _read_netcdf(path)
+    written = idata.attrs.pop(CHECKSUM, None)  # None: saved before checksums were written
+    if written is not None and written != checksum(idata):
+        raise ValueError(
+            f"path={str(path)!r} is damaged: its values differ from those written by save "
+            "(the checksum does not match)"
+        )
     stored, spec = read_net(idata)
     if net is not None and net != stored:
         differ = {
