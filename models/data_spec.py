@@ -90,8 +90,12 @@ class DataSpec:
 def _loc_scale(a: np.ndarray, standardize: bool) -> tuple[tuple[float, ...], tuple[float, ...]]:
     if not standardize:
         return (0.0,) * a.shape[1], (1.0,) * a.shape[1]
-    loc = a.mean(axis=0)
-    scale = a.std(axis=0)
+    # computed on each column divided by its largest magnitude, so that squares of values
+    # near 1e300 do not overflow nor those near 1e-300 underflow to a zero scale
+    size = np.abs(a).max(axis=0)
+    size = np.where(size > 0, size, 1.0)
+    loc = (a / size).mean(axis=0) * size
+    scale = (a / size).std(axis=0) * size
     scale = np.where(scale > 0, scale, 1.0)  # a constant column is only centred
     return tuple(float(v) for v in loc), tuple(float(v) for v in scale)
 

@@ -123,6 +123,11 @@ def check_labels(y: object, n_rows: int, n_classes: int | None, argument: str = 
     return labels
 
 
+#: Magnitudes of data values the models compute with: squares and products of standardised
+#: values stay well inside float64 (about 1e-308 to 1e308) between these.
+MAGNITUDES = (1e-100, 1e100)
+
+
 def _check_finite(arr: np.ndarray, argument: str) -> np.ndarray:
     bad = ~np.isfinite(arr)
     if bad.any():
@@ -130,6 +135,13 @@ def _check_finite(arr: np.ndarray, argument: str) -> np.ndarray:
         raise ValueError(
             f"{argument} contains NaN or infinite values in {len(rows)} row(s), "
             f"first at row {rows[0]}"
+        )
+    size = np.abs(arr[arr != 0])
+    if size.size and (size.max() > MAGNITUDES[1] or size.min() < MAGNITUDES[0]):
+        raise ValueError(
+            f"{argument} has values of magnitude {size.min():.3g} to {size.max():.3g}; the "
+            f"models compute with magnitudes between {MAGNITUDES[0]:g} and {MAGNITUDES[1]:g} "
+            "(and zero): rescale it, e.g. to its own units of 1e-3 to 1e3"
         )
     return arr
 

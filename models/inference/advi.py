@@ -208,6 +208,7 @@ def _fit_gaussian(method: str, net: Any, X: object, y: object, **options: Any) -
         train = build_model(
             net, problem.X, problem.y, problem.spec, problem.temperature, batch_size=batch_size
         )
+    opts["precision"] = problem.usable_precision(opts["precision"])
     engine = fit_advi_jax if opts["advi_engine"] == "jax" else _fit_pm
     approx, hist, timing = engine(
         train,

@@ -178,6 +178,7 @@ def _run(problem: Problem, options: dict[str, Any]) -> tuple[FlatModel, np.ndarr
     # (device, chains of that device, size): each device's superchains side by side
     positions = np.repeat(starts, per_group, axis=0).reshape(devices, -1, flat.size)
     keys = np.asarray(jax.random.split(jax.random.PRNGKey(int(seeds[-1])), devices))
+    options["precision"] = problem.usable_precision(options["precision"])
     dtype = np.float32 if options["precision"] == "float32" else np.float64
     with jax_session(options["precision"]):
         program = jax.pmap(_ensemble(flat, problem.draws, options))

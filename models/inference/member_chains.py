@@ -89,6 +89,7 @@ def sample_from_members(
     starts = np.repeat(found.x, options["chains_per_member"], axis=0)
     # raw uint32 keys: plain arrays that pmap can split over the devices
     keys = np.asarray(jax.random.split(jax.random.PRNGKey(int(seeds[2])), len(starts)))
+    options["precision"] = problem.usable_precision(options["precision"])
     dtype = np.float32 if options["precision"] == "float32" else np.float64
     with jax_session(options["precision"]):
         out = over_devices(chain(flat), starts.astype(dtype), keys, vectorise=vectorise)

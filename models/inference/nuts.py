@@ -156,6 +156,7 @@ def fit_nuts(
     if nuts_sampler == "numpyro":
         nuts["chain_method"] = numpyro_chain_method(chains)
     in_log = progressbar and writes_to_log()
+    precision = problem.usable_precision(precision)
     idata = _sample(problem, tune, chains, nuts_sampler, nuts, precision, progressbar, in_log)
     if nuts_sampler in _JAX_SAMPLERS:  # stored in NumPy float64 like every other fit
         for group in ("posterior", "sample_stats"):

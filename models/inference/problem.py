@@ -1,5 +1,6 @@
 """What every inference method shares: the validated data and model, and the attrs it records."""
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -67,6 +68,32 @@ class Problem:
     draws: int
     #: The likelihood is raised to 1 / temperature (1: the Bayesian posterior).
     temperature: float = 1.0
+
+    def usable_precision(self, precision: str) -> str:
+        """``precision``, or float64 with a warning where float32 cannot hold the data.
+
+        The network standardises its inputs inside the model, so the raw values and
+        their scales must be float32 numbers: beyond about 1e38 they overflow, and
+        below about 1e-38 they lose their digits.
+        """
+        if precision != "float32":
+            return precision
+        for name, values in (("X", self.X), ("y", self.y)):
+            size = np.abs(values[values != 0]) if values.dtype.kind == "f" else np.ones(1)
+            if size.size and (size.max() > FLOAT32_SAFE[1] or size.min() < FLOAT32_SAFE[0]):
+                warnings.warn(
+                    f"{name} has values of magnitude {size.min():.3g} to {size.max():.3g}, "
+                    f"beyond what float32 holds ({FLOAT32_SAFE[0]:g} to {FLOAT32_SAFE[1]:g}): "
+                    "fitting in float64 instead (rescale the data to fit in float32)",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                return "float64"
+        return precision
+
+
+#: Magnitudes float32 holds with digits to spare (its range is about 1.2e-38 to 3.4e38).
+FLOAT32_SAFE = (1e-30, 1e30)
 
 
 def check_seed(random_seed: object) -> int:
