@@ -1,5 +1,7 @@
 """The settings fit runs its JAX computations under: the persistent compilation cache."""
 
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
@@ -99,3 +101,21 @@ def test_an_unwritable_cache_folder_means_no_cache(monkeypatch, tmp_path):
     assert "W1" in idata["posterior"]
     assert not [w for w in caught if "cache" in str(w.message).lower()]
     assert blocker.read_text() == "not a folder"
+
+
+def _memory_maps() -> int:
+    with open("/proc/self/maps") as maps:
+        return sum(1 for _ in maps)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="Linux's /proc")
+def test_repeated_fits_do_not_pile_up_compiled_programs():
+    """Each fit's programs are released: without it ~200 memory maps per fit accumulate."""
+    X = np.linspace(-2, 2, 20)[:, None]
+    rng = np.random.default_rng(0)
+    counts = []
+    for i in range(8):
+        y = rng.normal(size=20)
+        MLP((2,)).fit(X, y, method="nuts", draws=20, tune=20, chains=1, random_seed=i)
+        counts.append(_memory_maps())
+    assert counts[-1] - counts[1] < 100, counts

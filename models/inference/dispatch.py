@@ -6,6 +6,7 @@ import xarray as xr
 
 from bnncat.models.inference.problem import check_seed
 from bnncat.models.inference.registry import METHODS, Method
+from bnncat.models.jax_runtime import release_compiled_programs
 from bnncat.models.validation import check_choice
 
 
@@ -62,7 +63,10 @@ def fit(net: Any, X: object, y: object, *, method: str = "nuts", **options: Any)
     entry = METHODS[check_choice(method, METHODS, "method")]
     check_option_names(entry, options)
     options["random_seed"] = check_seed(options.get("random_seed"))
-    return entry.fit(net, X, y, **options)
+    try:
+        return entry.fit(net, X, y, **options)
+    finally:
+        release_compiled_programs()
 
 
 def check_option_names(entry: Method, options: dict[str, Any]) -> None:
