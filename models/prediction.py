@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
@@ -138,3 +139,19 @@ def spec_from_groups(idata: xr.DataTree, net: Any) -> DataSpec:
     if "output" in y.dims:
         y_raw = pd.DataFrame(y.values, columns=[str(c) for c in y.coords["output"].values])
     return net.data_spec(X_df, y_raw)[2]
+
+
+def invariant_predictions(
+    net: Any, params: dict[str, np.ndarray], X: np.ndarray, spec: Any
+) -> np.ndarray:
+    """Symmetry-invariant predictions (..., m, k) at inputs ``X``, per draw of ``params``.
+
+    Regression: the predictive mean E[y | x] (of a mixture, too). Classification:
+    class probabilities from the likelihood, because logits of a categorical net
+    are only defined up to a shift common to all classes (binary: p(class 1) only).
+    """
+    if net.lik.task == "regression":
+        return net.forward(params, X, spec)
+    obs = net.observation_parameters(params, X, spec)
+    probs = np.exp(net.lik.class_log_probs(obs, spec.n_classes))
+    return probs[..., 1:] if net.lik.binary else probs

@@ -16,7 +16,7 @@ from bnncat.identifiability.relabel import METHODS, canonicalize, resolve_net
 from bnncat.models.attrs import write_attrs
 from bnncat.models.inference.convergence_check import superchain_ids
 from bnncat.models.inference.registry import fit_kind
-from bnncat.models.prediction import net_and_spec
+from bnncat.models.prediction import invariant_predictions, net_and_spec
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int, check_X
 from bnncat.thresholds import MIN_DRAWS, MIN_DRAWS_GROUPED
 
@@ -87,7 +87,7 @@ def gather_inputs(
             idata, net=net, random_seed=settings["random_seed"]
         ),
         X_probe=X_probe,
-        predictions=probe_predictions(net, params, X_probe, spec),
+        predictions=invariant_predictions(net, params, X_probe, spec),
         test=test,
         settings=settings,
     )
@@ -131,19 +131,3 @@ def _check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     out["max_treedepth"] = check_positive_int(out["max_treedepth"], "max_treedepth")
     out["max_unit_draws"] = check_positive_int(out["max_unit_draws"], "max_unit_draws")
     return out
-
-
-def probe_predictions(
-    net: Any, params: dict[str, np.ndarray], X: np.ndarray, spec: Any
-) -> np.ndarray:
-    """Symmetry-invariant predictions (chain, draw, m, k) at probe inputs.
-
-    Regression: the predictive mean E[y | x] (of a mixture, too). Classification:
-    class probabilities from the likelihood, because logits of a categorical net
-    are only defined up to a shift common to all classes (binary: p(class 1) only).
-    """
-    if net.lik.task == "regression":
-        return net.forward(params, X, spec)
-    obs = net.observation_parameters(params, X, spec)
-    probs = np.exp(net.lik.class_log_probs(obs, spec.n_classes))
-    return probs[..., 1:] if net.lik.binary else probs
