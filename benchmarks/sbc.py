@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from bnncat.evaluation.sbc import SBCResult, plot_sbc, run_sbc
 from bnncat.models import MLP, MixtureRegressor, OrderedMLP
@@ -57,7 +58,7 @@ def run_one(model: str, method: str, args: argparse.Namespace) -> pd.DataFrame:
     """Run (or read back) one model x method; return its table."""
     stem = OUT / f"{model}__{method}"
     if stem.with_suffix(".csv").exists():
-        return pd.read_csv(stem.with_suffix(".csv"))
+        return pd.read_csv(stem.with_suffix(".csv"))  # finished in an earlier run
     start = time.perf_counter()
     result = run_sbc(
         MODELS[model],
@@ -76,18 +77,19 @@ def run_one(model: str, method: str, args: argparse.Namespace) -> pd.DataFrame:
     )
     result.pit.to_netcdf(stem.with_suffix(".nc"), engine="h5netcdf")
     table.to_csv(stem.with_suffix(".csv"), index=False)
-    _plot(result, stem)
+    _plot(result.pit, stem)
     print(f"{model} x {method}: {table['pass'].sum()}/{len(table)} pass, {seconds:.0f} s")
     return table
 
 
-def _plot(result: SBCResult, stem: Path) -> None:
+def _plot(pit: xr.Dataset, stem: Path) -> None:
+    """Plot the PIT-ECDFs of the symmetry-invariant quantities (the weights: in the table)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    invariant = [q for q in result.pit.data_vars if not q.startswith(("W", "b"))]
-    pc = plot_sbc(result, var_names=invariant[:8])
-    pc.savefig(stem.parent / f"sbc_{stem.name}.png", dpi=80)
+    invariant = [q for q in pit.data_vars if not q.startswith(("W", "b"))]
+    result = SBCResult(pit, pd.DataFrame(), "", 0)
+    plot_sbc(result, var_names=invariant[:8]).savefig(stem.parent / f"sbc_{stem.name}.png", dpi=80)
 
 
 def summary(tables: list[pd.DataFrame]) -> str:

@@ -90,6 +90,19 @@ def test_verdicts_pass_uniform_pits_and_name_the_shape_of_bad_ones():
     assert table.loc["low", "shape"].startswith("too low")
 
 
+def test_the_plot_draws_one_panel_per_quantity():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    pit = xr.Dataset({q: (("chain", "draw"), rng.uniform(size=(1, 100))) for q in ("a", "b")})
+    result = sbc.SBCResult(pit, sbc.verdicts(pit), "nuts", 100)
+    pc = sbc.plot_sbc(result)
+    assert len(pc.viz["plot"].data_vars) == 2
+
+
 def test_the_pit_of_a_rank_breaks_ties_at_random():
     rng = np.random.default_rng(0)
     draws = np.array([0.0, 1.0, 1.0, 2.0])
