@@ -75,15 +75,7 @@ def predict(
     >>> pred.predictions["mu"].shape  # doctest: +SKIP
     (4, 1000, 37, 1)
     """
-    if "posterior" not in idata.children:
-        raise ValueError("idata has no posterior group: fit the model first")
-    predictive = check_choice(predictive, PREDICTIVES, "predictive")
-    if predictive == "linearized":
-        check_linearizable(idata)
-    net, spec = net_and_spec(idata, net)
-    X = check_X(X_new, "X_new", n_features=spec.n_features)
-    if random_seed is not None:
-        random_seed = check_positive_int(random_seed, "random_seed", minimum=0)
+    net, spec, X, random_seed = check_prediction(idata, X_new, net, random_seed, predictive)
     _check_memory(idata, X.shape[0], 2 * spec.n_outputs, max_bytes)  # mu and y
     if predictive == "linearized":
         return linearized_predictions(idata, X, net, spec, random_seed)
@@ -97,6 +89,21 @@ def predict(
             random_seed=random_seed,
             progressbar=progressbar,
         )
+
+
+def check_prediction(
+    idata: xr.DataTree, X_new: object, net: Any, random_seed: object, predictive: str
+) -> tuple[Any, DataSpec, Any, int | None]:
+    """Validate what a prediction takes; return the net, its data spec, the inputs and seed."""
+    if "posterior" not in idata.children:
+        raise ValueError("idata has no posterior group: fit the model first")
+    if check_choice(predictive, PREDICTIVES, "predictive") == "linearized":
+        check_linearizable(idata)
+    net, spec = net_and_spec(idata, net)
+    X = check_X(X_new, "X_new", n_features=spec.n_features)
+    if random_seed is not None:
+        random_seed = check_positive_int(random_seed, "random_seed", minimum=0)
+    return net, spec, X, random_seed
 
 
 def _check_memory(idata: xr.DataTree, n_rows: int, per_row: int, max_bytes: int | None) -> None:

@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from bnncat.models.inference.linearized import check_linearizable, linearized_head
-from bnncat.models.prediction import PREDICTIVES, net_and_spec
-from bnncat.models.validation import check_choice, check_positive_int, check_X
+from bnncat.models.inference.linearized import linearized_head
+from bnncat.models.prediction import check_prediction
 
 #: Floats one block of rows may hold in its widest array (draws x rows x widest layer):
 #: 256 MiB of float64.
@@ -99,16 +98,8 @@ def predict_summary(
     >>> s = predict_summary(idata, np.linspace(0, 60, 10**6)[:, None])  # doctest: +SKIP
     >>> s["quantiles"].sel(quantile=0.95)  # doctest: +SKIP
     """
-    if "posterior" not in idata.children:
-        raise ValueError("idata has no posterior group: fit the model first")
-    predictive = check_choice(predictive, PREDICTIVES, "predictive")
-    if predictive == "linearized":
-        check_linearizable(idata)
-    net, spec = net_and_spec(idata, net)
-    X = check_X(X_new, "X_new", n_features=spec.n_features)
+    net, spec, X, random_seed = check_prediction(idata, X_new, net, random_seed, predictive)
     probs = _check_probs(probs)
-    if random_seed is not None:
-        random_seed = check_positive_int(random_seed, "random_seed", minimum=0)
     post = idata["posterior"]
     params = {  # per-row deterministics of the training data are not needed here
         k: post[k].values.reshape(-1, *post[k].shape[2:])
