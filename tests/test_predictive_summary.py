@@ -137,3 +137,14 @@ def test_memory_stays_bounded_whatever_the_number_of_rows(regression_fit):
     tracemalloc.stop()
     assert s.attrs["n_draws"] == 4000 and s.attrs["row_blocks"] == 77
     assert peak < 4 * 8 * predictive_summary.BLOCK_FLOATS  # a few blocks' arrays: 1 GiB
+
+
+def test_diagnose_refuses_held_out_rows_whose_draws_would_not_fit(regression_fit, monkeypatch):
+    from bnncat import diagnose
+    from bnncat.evaluation import calibration
+
+    _, idata = regression_fit
+    X_test = np.linspace(-3, 3, 1000)[:, None]  # 100 draws x 1000 rows x 2 arrays x 8 bytes
+    monkeypatch.setattr(calibration, "MAX_BYTES", 1_000_000)
+    with pytest.raises(ValueError, match=r"X_test has 1000 rows.*log_predictive_density"):
+        diagnose(idata, X_test=X_test, y_test=np.sin(X_test[:, 0]))

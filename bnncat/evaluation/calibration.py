@@ -44,7 +44,7 @@ import xarray as xr
 from scipy import special, stats
 
 from bnncat.evaluation.density import log_predictive_density
-from bnncat.models.prediction import net_and_spec
+from bnncat.models.prediction import MAX_BYTES, net_and_spec
 from bnncat.models.predictive_summary import predictive_draws
 from bnncat.models.validation import check_labels, check_positive_int, check_regression_y, check_X
 from bnncat.thresholds import MIN_LOO_DRAWS, PARETO_K_MAX
@@ -153,7 +153,22 @@ def _check_test(fit: _Training, X_test: object, y_test: object) -> tuple | None:
             )
     else:
         y = check_labels(y_test, X.shape[0], fit.spec.n_classes, "y_test")
+    _check_test_memory(fit, X.shape[0])
     return X, y
+
+
+def _check_test_memory(fit: _Training, n_rows: int) -> None:
+    """Refuse held-out data whose draws x rows arrays (draws and log-likelihood) would not fit."""
+    outputs = fit.spec.n_outputs if fit.regression else 1
+    need = 8 * fit.n_draws * n_rows * (outputs + 1)
+    if need > MAX_BYTES:
+        raise ValueError(
+            f"X_test has {n_rows} rows: the held-out checks hold a predictive draw and a "
+            f"log-likelihood per posterior draw and row, {need / 2**30:.1f} GiB at "
+            f"{fit.n_draws} draws. Give a random subset of the rows (the held-out scores' "
+            "standard errors say how many are enough), or score every row with "
+            "log_predictive_density and predict_summary, which work in blocks of rows"
+        )
 
 
 def check_test_data(
