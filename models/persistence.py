@@ -64,11 +64,8 @@ def checksum(idata: xr.DataTree) -> str:
             if values.dtype.kind in "biu":
                 digest.update(values.astype(np.int64).tobytes())
             elif values.dtype.kind in "fc":
-                digest.update(
-                    values.astype(
-                        np.complex128 if values.dtype.kind == "c" else np.float64
-                    ).tobytes()
-                )
+                wide = np.complex128 if values.dtype.kind == "c" else np.float64
+                digest.update(values.astype(wide).tobytes())
             else:
                 digest.update("\x1f".join(map(str, values.ravel())).encode())
     return digest.hexdigest()
