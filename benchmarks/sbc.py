@@ -104,11 +104,11 @@ def summary(tables: list[pd.DataFrame]) -> str:
                 "simulations": int(t["simulations"].iloc[0]),
                 "quantities": len(t),
                 "inside the 99% band": int(t["pass"].sum()),
-                "failing (shape)": "; ".join(
-                    f"{q} ({s})" for q, s in zip(failed["quantity"], failed["shape"], strict=True)
+                "outside (ArviZ pot_c p; shape)": "; ".join(
+                    f"{row.quantity} ({row.p_pot_c:.3f}; {row.shape})"
+                    for row in failed.itertuples()
                 )
-                or "none",  # noqa: E501
-                "log_lik shape": t.loc[t["quantity"] == "log_lik", "shape"].item(),
+                or "none",
                 "minutes": round(float(t["seconds"].iloc[0]) / 60, 1),
             }
         )

@@ -271,7 +271,8 @@ def failure_shape(u: np.ndarray) -> dict[str, Any]:
         words.append("too low" if mean > 0.5 else "too high")
     if abs(outer - 0.2) > 3 * np.sqrt(0.2 * 0.8 / n):
         words.append("too narrow" if outer > 0.2 else "too wide")
-    return {"mean_pit": mean, "outer_share": outer, "shape": ", ".join(words) or "uniform"}
+    shape = ", ".join(words) or "no overall shift or spread"
+    return {"mean_pit": mean, "outer_share": outer, "shape": shape}
 
 
 def plot_sbc(result: SBCResult, *, var_names: list[str] | None = None) -> Any:
