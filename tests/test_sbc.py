@@ -21,8 +21,9 @@ MODELS = {
 
 
 # Open defect: at seed 1 these four put one quantity outside the band (three of them
-# W_out, PITs leaning high: mean 0.59-0.62), deterministically on every machine, while the 300-simulation
-# benchmark (seed 0, executor="processes") passes them. Strict: a fix turns these red.
+# W_out, PITs leaning high: mean 0.59-0.62), the same on every machine, while the
+# 300-simulation benchmark (seed 0, executor="processes") passes three of them.
+# Strict: a fix turns these red.
 KNOWN_MISCALIBRATED = {"mlp-bernoulli", "mlp-normal", "mlp-studentt", "ordered-mlp"}
 OPEN_DEFECT = pytest.mark.xfail(
     strict=True, reason="open defect: one quantity outside the 99% band at seed 1 (issue 17 note)"
