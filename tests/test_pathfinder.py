@@ -1,6 +1,7 @@
 """Multi-path Pathfinder: the usual result format, PSIS resampling, and bad options."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -79,3 +80,13 @@ def test_a_path_too_large_for_the_memory_is_refused_with_what_to_change(sine, mo
         ValueError, match=r"matrix per iteration: maxiter=1000 needs .* set maxiter"
     ):
         fit(MLP((2,)), sine.X, sine.y, method="pathfinder")
+
+
+def test_a_resample_on_a_few_draws_says_so():
+    """PSIS k-hat far above 0.7: the resample repeats a few draws, and the fit warns."""
+    pool = np.repeat(np.arange(3.0)[:, None], 10, axis=0).reshape(30, 1)
+    with pytest.warns(UserWarning, match=r"k-hat 12.00 > 0.7.*holds 3 distinct draws of 30"):
+        pathfinder.warn_if_resample_degenerate(12.0, pool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pathfinder.warn_if_resample_degenerate(0.5, pool)

@@ -10,6 +10,7 @@ releases pin PyMC below 6.4.
 """
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from bnncat.models.inference.problem import prepare_problem, record_fit
 from bnncat.models.inference.registry import register
 from bnncat.models.jax_runtime import jax_session
 from bnncat.models.validation import check_choice, check_positive_int
+from bnncat.thresholds import PARETO_K_MAX
 
 IMPORTANCE_SAMPLING = ("psis", "none")
 _REFUSES = {
@@ -116,6 +118,8 @@ def fit_pathfinder(
         log_p = flat.log_densities(pool)
     log_q = log_mixture(gaussians, pool)
     draws_flat, stats, share = _importance(pool, log_p, log_q, importance_sampling, int(seeds[-1]))
+    if importance_sampling == "psis":
+        warn_if_resample_degenerate(stats.attrs["pareto_k"], draws_flat)
     info["weight_share"] = ("chain", share)
     idata = draws_as_tree(problem, flat, draws_flat)
     coords = {"chain": np.arange(paths), "draw": np.arange(problem.draws)}
@@ -150,6 +154,25 @@ def _importance(
     chosen = rng.choice(chains * draws, size=(chains, draws), p=np.exp(log_weights).ravel())
     stats = {"source_path": (("chain", "draw"), chosen // draws)}
     return pool.reshape(-1, size)[chosen], xr.Dataset(stats, attrs={"pareto_k": pareto_k}), share
+
+
+def warn_if_resample_degenerate(pareto_k: float, draws_flat: np.ndarray) -> None:
+    """Warn when PSIS cannot vouch for the resample: its draws understate the uncertainty.
+
+    With k-hat above :data:`PARETO_K_MAX` the importance weights sit on a few pooled draws,
+    and the resample repeats them (on 20 rows of a 1x2 net: k-hat 12, 1 distinct draw of 800).
+    """
+    if not pareto_k > PARETO_K_MAX:
+        return
+    distinct = len(np.unique(draws_flat, axis=0))
+    warnings.warn(
+        f"Pathfinder's importance weights are unreliable (PSIS k-hat {pareto_k:.2f} > "
+        f"{PARETO_K_MAX}): the resample holds {distinct} distinct draws of {len(draws_flat)}, "
+        "far too narrow a posterior; importance_sampling='none' keeps the paths' own "
+        "Gaussian draws, and NUTS samples the posterior itself",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _run_paths(
