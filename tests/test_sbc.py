@@ -21,22 +21,9 @@ MODELS = {
 }
 
 
-# Open defect: at seed 1 these three put one quantity outside the joint band (W_out,
-# mean PIT 0.59-0.62). mlp-normal fails at 3 of seeds 1-8 (a calibrated method: 1%,
-# benchmarks/sbc_null.py), yet the 400 PITs of the eight seeds pooled pass on every
-# quantity. Strict: a fix turns these red.
-KNOWN_MISCALIBRATED = {"mlp-bernoulli", "mlp-normal", "ordered-mlp"}
-OPEN_DEFECT = pytest.mark.xfail(
-    strict=True, reason="open defect: one quantity outside the joint band at seed 1 (issue 17)"
-)
-
-
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.parametrize(
-    "model",
-    [pytest.param(m, marks=OPEN_DEFECT) if m in KNOWN_MISCALIBRATED else m for m in sorted(MODELS)],
-)
+@pytest.mark.parametrize("model", sorted(MODELS))
 def test_nuts_is_calibrated_on_every_quantity_of_every_model(model):
     """50 simulations: every quantity's PIT-ECDF inside the band, 99% jointly per model."""
     result = sbc.run_sbc(MODELS[model], X, method="nuts", simulations=50, random_seed=1, **NUTS)
