@@ -9,7 +9,7 @@ For each model of ``benchmarks/sbc.py`` and each of ``--seeds`` seeds, the CI ti
 design (``--simulations`` truths, ranks among 100 draws) is run with prior draws in place
 of fits, and the share of seeds where some quantity leaves (a) its own 99% band and (b)
 the family-wise band of the verdict is printed with its binomial standard error. No
-sampling: about 6 s per model and seed on one core.
+sampling, so it needs no executor.
 
     python benchmarks/sbc_null.py --seeds 100 --models mlp-normal,mixture-mdn
 
