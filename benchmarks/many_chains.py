@@ -17,7 +17,12 @@
     python benchmarks/many_chains.py --part curve            # 3 repeats
     python benchmarks/many_chains.py --part curve --quick    # 1 repeat, 4-256 chains
 
-Writes ``out/many_chains_curve.{csv,md,png}``.
+``gpu``
+    The same on an accelerator (JAX's default device), 4 to 4096 chains, one
+    repeat (``--quick``: up to 1024); the NUTS reference vectorises its 4 chains
+    there.
+
+Writes ``out/many_chains_<part>.{csv,md,png}``.
 """
 
 import time
@@ -27,6 +32,7 @@ import pandas as pd
 from parts import OUT, in_fresh_process, run_parts
 
 CHAINS = (4, 16, 64, 256, 1024)
+GPU_CHAINS = (*CHAINS, 4096)
 SUPERCHAINS = 8
 DRAWS = 300
 TUNE = 200
@@ -59,17 +65,34 @@ def timed_fit(method: str, chains: int, seed: int) -> dict:
 
 def part_curve(quick: bool) -> pd.DataFrame:
     chains_list = CHAINS[:-1] if quick else CHAINS
+    table = _curve(chains_list, 1 if quick else REPEATS)
+    _plot(table, "curve", "1x16 tanh on mcycle, 2 cores")
+    return table
+
+
+def part_gpu(quick: bool) -> pd.DataFrame:
+    import jax
+
+    if jax.default_backend() == "cpu":
+        raise SystemExit("--part gpu needs an accelerator (JAX's default backend is the CPU)")
+    chains_list = GPU_CHAINS[:-1] if quick else GPU_CHAINS
+    table = _curve(chains_list, 1)
+    _plot(table, "gpu", f"1x16 tanh on mcycle, {jax.devices()[0].device_kind}")
+    return table
+
+
+def _curve(chains_list: tuple[int, ...], repeats: int) -> pd.DataFrame:
+    """Each repeat: the NUTS reference, then ChEES at each number of chains, fresh processes."""
     rows = []
-    for repeat in range(1 if quick else REPEATS):
+    for repeat in range(repeats):
         reference = in_fresh_process("many_chains", "timed_fit", "nuts", 4, repeat)
         rows.append({"repeat": repeat, "method": "nuts", "chains": 4, **reference})
+        print("nuts 4", round(reference["seconds"], 1), round(reference["ess"]), flush=True)
         for chains in chains_list:
             row = in_fresh_process("many_chains", "timed_fit", "chees", chains, repeat)
             rows.append({"repeat": repeat, "method": "chees", "chains": chains, **row})
             print(rows[-1]["chains"], round(row["seconds"], 1), round(row["ess"]), flush=True)
-    table = _figures(pd.DataFrame(rows))
-    _plot(table)
-    return table
+    return _figures(pd.DataFrame(rows))
 
 
 def _figures(raw: pd.DataFrame) -> pd.DataFrame:
@@ -86,7 +109,7 @@ def _figures(raw: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def _plot(table: pd.DataFrame) -> None:
+def _plot(table: pd.DataFrame, part: str, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,12 +122,12 @@ def _plot(table: pd.DataFrame) -> None:
     ax.axhline(4.0, color="C3", ls="--", label="target at 1024 chains")
     ax.set(xscale="log", xlabel="chains", ylabel="ESS/s of the predictions / NUTS's")
     ax.set_xticks(chees["chains"], [str(c) for c in chees["chains"]])
-    ax.set_title("1x16 tanh on mcycle, 2 cores")
+    ax.set_title(title)
     ax.legend()
-    fig.savefig(OUT / "many_chains_curve.png", dpi=110)
+    fig.savefig(OUT / f"many_chains_{part}.png", dpi=110)
 
 
-PARTS = {"curve": part_curve}
+PARTS = {"curve": part_curve, "gpu": part_gpu}
 
 
 def main() -> None:
