@@ -108,6 +108,7 @@ class Runner:
         # the catalogue's compilation cache: a folder of this run, empty at its start
         self.cache = args.out / "jax-cache"
         shutil.rmtree(self.cache, ignore_errors=True)
+        (args.out / "performance_children.jsonl").unlink(missing_ok=True)
         env["BNNCAT_JAX_CACHE"] = str(self.cache)
         if args.device == "gpu":
             env["JAX_PLATFORMS"] = "cuda"
@@ -133,6 +134,9 @@ class Runner:
             return None
         result = json.loads(done.stdout.strip().splitlines()[-1])
         self.log(f"{label:48s} {time.perf_counter() - t0:7.1f} s   load {load:.1f}")
+        # kept as it comes: a run stopped early (a time limit on a lent GPU) keeps its figures
+        with open(self.args.out / "performance_children.jsonl", "a") as f:
+            f.write(json.dumps({"label": label, **result}) + "\n")
         return result
 
     def log(self, line: str) -> None:
