@@ -9,13 +9,15 @@ import xarray as xr
 
 from bnncat.models.attrs import read_net, stored_or_given_net
 from bnncat.models.data_spec import DataSpec
-from bnncat.models.inference.linearized import check_linearizable, linearized_predictions
-from bnncat.models.pymc_internals import more_chains_than_draws
+from bnncat.models.inference.linearized import check_linearizable, linearized_draws
 from bnncat.models.validation import check_choice, check_positive_int, check_X
 
 PREDICTIVES = ("sampled", "linearized")
 #: Memory ``predict`` may ask for its draws before it refuses and points to ``predict_summary``.
 MAX_BYTES = 2**31
+#: Floats the forward pass of one block of draws may hold in its widest array
+#: (draws x rows x widest layer): 256 MiB of float64.
+FORWARD_FLOATS = 2**25
 
 
 def predict(
@@ -24,15 +26,15 @@ def predict(
     *,
     net: Any = None,
     random_seed: int | None = None,
-    progressbar: bool = False,
     predictive: str = "sampled",
     max_bytes: int | None = MAX_BYTES,
 ) -> xr.DataTree:
     """Network output and posterior predictive draws at any number of new rows.
 
-    The prediction model is built afresh for ``X_new`` (no ``pm.set_data``
-    shape trap) and PyMC's ``sample_posterior_predictive`` runs it over every
-    posterior draw.
+    Every posterior draw passes through the network in NumPy, vectorised over
+    blocks of draws (a fit of thousands of chains has hundreds of thousands of
+    draws: PyMC's ``sample_posterior_predictive`` evaluates them one at a time),
+    and the likelihood draws one ``y`` per draw and row.
 
     Parameters
     ----------
@@ -47,8 +49,6 @@ def predict(
         given it must match them.
     random_seed : int, optional
         Seed for the predictive draws of ``y``.
-    progressbar : bool
-        Show PyMC's progress bar.
     predictive : {"sampled", "linearized"}
         Pass every posterior draw through the network, or, for a Laplace fit,
         through the network linearised at each restart's MAP (the GLM
@@ -77,18 +77,50 @@ def predict(
     """
     net, spec, X, random_seed = check_prediction(idata, X_new, net, random_seed, predictive)
     _check_memory(idata, X.shape[0], 2 * spec.n_outputs, max_bytes)  # mu and y
+    model = net.build_validated(X, None, spec)  # the names and coords of mu and y
     if predictive == "linearized":
-        return linearized_predictions(idata, X, net, spec, random_seed)
-    model = net.build_validated(X, None, spec)
-    with more_chains_than_draws():
-        return pm.sample_posterior_predictive(
-            idata,
-            model=model,
-            var_names=["mu", "y"],
-            predictions=True,
-            random_seed=random_seed,
-            progressbar=progressbar,
-        )
+        mu, y = linearized_draws(idata, X, net, spec, model, random_seed)
+    else:
+        mu, y = sampled_draws(idata, X, net, spec, random_seed)
+    return _predictions_tree(idata["posterior"], model, mu, y, X)
+
+
+def sampled_draws(
+    idata: xr.DataTree, X: np.ndarray, net: Any, spec: DataSpec, random_seed: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Network output ``mu`` and one ``y`` per posterior draw at ``X``, (chain, draw, ...)."""
+    post = idata["posterior"]
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    params = {  # per-row deterministics of the training data are not needed here
+        k: post[k].values.reshape(chains * draws, *post[k].shape[2:])
+        for k in post.data_vars
+        if "obs" not in post[k].dims
+    }
+    width = max((*getattr(net, "hidden", ()), net.head_size(spec), 1))
+    step = max(1, FORWARD_FLOATS // (max(X.shape[0], 1) * width))
+    starts = range(0, chains * draws, step)
+    seeds = np.random.SeedSequence(random_seed).generate_state(len(starts))
+    mu, y = [], []
+    for start, seed in zip(starts, seeds, strict=True):
+        block = {k: v[start : start + step] for k, v in params.items()}
+        mu.append(net.forward(block, X, spec))
+        obs = net.observation_parameters(block, X, spec)
+        y.append(predictive_draws(net, obs, X.shape[0], spec, int(seed)))
+    mu, y = np.concatenate(mu), np.concatenate(y)
+    return mu.reshape(chains, draws, *mu.shape[1:]), y.reshape(chains, draws, *y.shape[1:])
+
+
+def predictive_draws(
+    net: Any, obs: dict[str, np.ndarray], n_rows: int, spec: Any, random_seed: int
+) -> np.ndarray:
+    """One draw of y per parameter draw and row: (draw, n, output), or (draw, n) labels."""
+    n_draws = next(iter(obs.values())).shape[0]
+    regression = net.lik.task == "regression"
+    shape = (n_draws, n_rows) + ((spec.n_outputs,) if regression else ())
+    # the parameters broadcast to the full shape, so that every row gets its own draw
+    full = {k: np.broadcast_to(v, shape + np.shape(v)[len(shape) :]) for k, v in obs.items()}
+    out = net.lik.draw(full, random_seed)
+    return out if regression else out.astype(np.int64)
 
 
 def check_prediction(
@@ -162,3 +194,25 @@ def invariant_predictions(
     obs = net.observation_parameters(params, X, spec)
     probs = np.exp(net.lik.class_log_probs(obs, spec.n_classes))
     return probs[..., 1:] if net.lik.binary else probs
+
+
+def _predictions_tree(
+    post: xr.DataTree, model: pm.Model, mu: np.ndarray, y: np.ndarray, X: np.ndarray
+) -> xr.DataTree:
+    """Build the ``predictions`` and ``predictions_constant_data`` groups as ``predict`` does."""
+    dims = model.named_vars_to_dims
+    coords = {d: model.coords[d] for d in (*dims["mu"], *dims["y"], "feature")}
+    coords = {d: np.arange(len(X)) if c is None else np.asarray(c) for d, c in coords.items()}
+    coords |= {"chain": post["chain"].values, "draw": post["draw"].values}
+    predictions = xr.Dataset(
+        {
+            "mu": (("chain", "draw", *dims["mu"]), mu),
+            "y": (("chain", "draw", *dims["y"]), y),
+        },
+        coords={k: v for k, v in coords.items() if k != "feature"},
+    )
+    constant = xr.Dataset(
+        {"X": (("obs", "feature"), X)}, coords={k: coords[k] for k in ("obs", "feature")}
+    )
+    groups = {"predictions": predictions, "predictions_constant_data": constant}
+    return xr.DataTree.from_dict(groups)

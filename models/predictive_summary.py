@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from bnncat.models.inference.linearized import linearized_head
-from bnncat.models.prediction import check_prediction
+from bnncat.models.prediction import check_prediction, predictive_draws
 
 #: Floats one block of rows may hold in its widest array (draws x rows x widest layer):
 #: 256 MiB of float64.
@@ -36,19 +36,6 @@ def row_blocks(n_draws: int, width: int, n_rows: int) -> list[slice]:
 def net_width(net: Any, spec: Any) -> int:
     """Return the widest array per draw and row of a forward pass: a hidden layer or the head."""
     return max((*getattr(net, "hidden", ()), net.head_size(spec), 1))
-
-
-def predictive_draws(
-    net: Any, obs: dict[str, np.ndarray], n_rows: int, spec: Any, random_seed: int
-) -> np.ndarray:
-    """One draw of y per parameter draw and row: (draw, n, output), or (draw, n) labels."""
-    n_draws = next(iter(obs.values())).shape[0]
-    regression = net.lik.task == "regression"
-    shape = (n_draws, n_rows) + ((spec.n_outputs,) if regression else ())
-    # the parameters broadcast to the full shape, so that every row gets its own draw
-    full = {k: np.broadcast_to(v, shape + np.shape(v)[len(shape) :]) for k, v in obs.items()}
-    out = net.lik.draw(full, random_seed)
-    return out if regression else out.astype(np.int64)
 
 
 def predict_summary(

@@ -44,8 +44,7 @@ import xarray as xr
 from scipy import special, stats
 
 from bnncat.evaluation.density import log_predictive_density
-from bnncat.models.prediction import MAX_BYTES, net_and_spec
-from bnncat.models.predictive_summary import predictive_draws
+from bnncat.models.prediction import MAX_BYTES, net_and_spec, predictive_draws
 from bnncat.models.validation import check_labels, check_positive_int, check_regression_y, check_X
 from bnncat.thresholds import MIN_LOO_DRAWS, PARETO_K_MAX
 

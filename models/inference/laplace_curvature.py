@@ -93,7 +93,7 @@ def unflatten_values(flat: Any, shapes: dict[str, tuple[int, ...]]) -> dict[str,
     out, start = {}, 0
     for name, shape in shapes.items():
         size = int(np.prod(shape))
-        out[name] = flat[..., start : start + size].reshape(*flat.shape[:-1], *shape)
+        out[name] = flat[..., start : start + size].reshape((*flat.shape[:-1], *shape))
         start += size
     return out
 

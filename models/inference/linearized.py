@@ -36,17 +36,17 @@ def check_linearizable(idata: xr.DataTree) -> None:
         )
 
 
-def linearized_predictions(
-    idata: xr.DataTree, X: np.ndarray, net: Any, spec: Any, random_seed: int | None
-) -> xr.DataTree:
-    """Network output ``mu`` and draws of ``y`` at ``X`` under the linearised network."""
-    model = net.build_validated(X, None, spec)
+def linearized_draws(
+    idata: xr.DataTree, X: np.ndarray, net: Any, spec: Any, model: pm.Model, random_seed: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Network output ``mu`` and one draw of ``y`` per draw at ``X``, under the linearised network.
+
+    ``model`` is the prediction model of ``X`` (``net.build_validated(X, None, spec)``).
+    """
     head, params = linearized_head(idata, X, net, spec, model)
     obs = net.parameters_of_head(head, params, spec)
-    mu = net.mean_of_head(head, params, spec)
     seed = np.random.SeedSequence(random_seed).generate_state(1)[0]
-    y = net.lik.draw(obs, int(seed))
-    return _as_tree(idata["posterior"], model, mu, y, X)
+    return net.mean_of_head(head, params, spec), net.lik.draw(obs, int(seed))
 
 
 def linearized_head(
@@ -88,25 +88,3 @@ def _linearized_head(
         return f0 + jax.vmap(push)(thetas - mean)
 
     return np.stack([np.asarray(chain(m, d)) for m, d in zip(means, draws, strict=True)])
-
-
-def _as_tree(
-    post: xr.DataTree, model: pm.Model, mu: np.ndarray, y: np.ndarray, X: np.ndarray
-) -> xr.DataTree:
-    """Build the ``predictions`` and ``predictions_constant_data`` groups as ``predict`` does."""
-    dims = model.named_vars_to_dims
-    coords = {d: model.coords[d] for d in (*dims["mu"], *dims["y"], "feature")}
-    coords = {d: np.arange(len(X)) if c is None else np.asarray(c) for d, c in coords.items()}
-    coords |= {"chain": post["chain"].values, "draw": post["draw"].values}
-    predictions = xr.Dataset(
-        {
-            "mu": (("chain", "draw", *dims["mu"]), mu),
-            "y": (("chain", "draw", *dims["y"]), y),
-        },
-        coords={k: v for k, v in coords.items() if k != "feature"},
-    )
-    constant = xr.Dataset(
-        {"X": (("obs", "feature"), X)}, coords={k: coords[k] for k in ("obs", "feature")}
-    )
-    groups = {"predictions": predictions, "predictions_constant_data": constant}
-    return xr.DataTree.from_dict(groups)
