@@ -8,7 +8,7 @@ import pytest
 
 from bnncat import data
 from bnncat.models import MLP
-from bnncat.models.jax_runtime import CACHE_ENV, cache_dir
+from bnncat.models.jax_runtime import CACHE_ENV, cache_dir, jax_session
 
 NUTS = {"draws": 30, "tune": 30, "chains": 1, "random_seed": 3, "progressbar": False}
 
@@ -119,3 +119,17 @@ def test_repeated_fits_do_not_pile_up_compiled_programs():
         MLP((2,)).fit(X, y, method="nuts", draws=20, tune=20, chains=1, random_seed=i)
         counts.append(_memory_maps())
     assert counts[-1] - counts[1] < 100, counts
+
+
+def test_a_fit_runs_blas_on_one_thread_and_gives_the_threads_back():
+    import scipy.linalg  # noqa: F401  (XLA's LAPACK calls on a CPU run in SciPy's OpenBLAS)
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before
+    with jax_session("float32"):
+        assert set(blas_threads()) == {1}
+    assert blas_threads() == before
