@@ -22,6 +22,8 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
+from pytensor.compile.builders import OpFromGraph
+from pytensor.link.jax.dispatch import jax_funcify
 
 from bnncat.models.data_spec import DataSpec
 
@@ -56,16 +58,97 @@ def prior_scaled_features(h: Any, w_scale: Any, b_scale: float) -> Any:
 
 
 def marginal_log_likelihood(P: Any, y: Any, s: Any) -> Any:
-    """Sum over columns k of log N(y_k; 0, s_k^2 I + P P^T), by Woodbury (PyTensor)."""
-    n, width = y.shape[0], P.shape[1]
+    """Sum over columns k of log N(y_k; 0, s_k^2 I + P P^T), by Woodbury (PyTensor).
+
+    One op (:class:`WoodburyMarginal`) whose gradient is given in closed form, in
+    PyTensor and in JAX: NUTS on numpyro differentiates the log density in JAX, and
+    JAX's derivative through the Cholesky factor cost 20-40x the plain model's
+    gradient on a 1x50 net (triangular solves with matrix right-hand sides).
+    """
+    P, y, s = (pt.as_tensor(a) for a in (P, y, s))
+    inputs = [P.type(), y.type(), s.type()]
+    op = WoodburyMarginal(inputs, [_marginal_value(*inputs)], pullback=_marginal_gradients)
+    return op(P, y, s)
+
+
+class WoodburyMarginal(OpFromGraph):
+    """The marginal log-likelihood as one op, so that the JAX backend can give its gradient."""
+
+
+def _woodbury(P: Any, y: Any, s: Any) -> tuple[Any, Any, Any, Any]:
+    """Per column k: v_k = s_k^2, B_k's Cholesky factor, a_k = P^T y_k / v_k, x_k = B_k^-1 a_k."""
     var = s**2  # (K,)
-    B = pt.eye(width)[None] + (P.T @ P)[None] / var[:, None, None]  # (K, H+1, H+1)
+    B = pt.eye(P.shape[1])[None] + (P.T @ P)[None] / var[:, None, None]  # (K, H+1, H+1)
     L = pt.linalg.cholesky(B)
-    Pty = (P.T @ y).T / var[:, None]  # (K, H+1)
-    z = pt.linalg.solve_triangular(L, Pty[..., None], lower=True)[..., 0]
-    quad = (y**2).sum(axis=0) / var - (z**2).sum(axis=-1)
+    a = (P.T @ y).T / var[:, None]  # (K, H+1)
+    z = pt.linalg.solve_triangular(L, a[..., None], lower=True)
+    x = pt.linalg.solve_triangular(pt.swapaxes(L, -1, -2), z, lower=False)[..., 0]
+    return var, L, a, x
+
+
+def _marginal_value(P: Any, y: Any, s: Any) -> Any:
+    n = y.shape[0]
+    var, L, a, x = _woodbury(P, y, s)
+    quad = (y**2).sum(axis=0) / var - (a * x).sum(axis=-1)
     log_det = n * pt.log(var) + 2 * pt.log(pt.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
     return -0.5 * (quad + log_det + n * np.log(2 * np.pi)).sum()
+
+
+def _marginal_gradients(inputs: list, outputs: list, grads: list) -> list:
+    """Gradients of the marginal log density, with C_k = v_k I + P P^T and alpha_k = C_k^-1 y_k.
+
+    d/dP = sum_k (alpha_k alpha_k^T - C_k^-1) P, where C_k^-1 P = P B_k^-1 / v_k;
+    d/dv_k = (alpha_k^T alpha_k - tr C_k^-1) / 2, with tr C_k^-1 = (n - H - 1 + tr B_k^-1) / v_k;
+    d/dy_k = -alpha_k.
+    """
+    P, y, s = inputs
+    (g,) = grads
+    n, width = y.shape[0], P.shape[1]
+    var, L, _, x = _woodbury(P, y, s)
+    alpha = (y - P @ x.T) / var  # (n, K)
+    eye = pt.eye(width)[None] * pt.ones_like(var)[:, None, None]
+    B_inv = pt.linalg.cho_solve((L, True), eye)  # (K, H+1, H+1)
+    d_P = alpha @ (alpha.T @ P) - P @ (B_inv / var[:, None, None]).sum(axis=0)
+    trace = (n - width + pt.trace(B_inv, axis1=-2, axis2=-1)) / var
+    d_var = 0.5 * ((alpha**2).sum(axis=0) - trace)
+    return [g * d_P, -g * alpha, g * d_var * 2 * s]
+
+
+@jax_funcify.register(WoodburyMarginal)
+def _jax_woodbury_marginal(op: WoodburyMarginal, **kwargs: Any) -> Any:
+    """Return the JAX form of :func:`_marginal_value`, :func:`_marginal_gradients` its VJP."""
+    import jax
+    import jax.numpy as jnp
+
+    def forward(P: Any, y: Any, s: Any) -> tuple[Any, tuple]:
+        n, width = P.shape
+        var = s**2
+        B = jnp.eye(width, dtype=P.dtype) + (P.T @ P)[None] / var[:, None, None]
+        L = jnp.linalg.cholesky(B)
+        a = (P.T @ y).T / var[:, None]
+        x = jax.scipy.linalg.cho_solve((L, True), a[..., None])[..., 0]
+        quad = (y**2).sum(axis=0) / var - (a * x).sum(axis=-1)
+        log_det = n * jnp.log(var) + 2 * jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
+        value = -0.5 * (quad + log_det + n * np.log(2 * np.pi)).sum()
+        return value, (P, y, s, B, x)
+
+    def backward(residuals: tuple, g: Any) -> tuple:
+        P, y, s, B, x = residuals
+        n, width = P.shape
+        var = s**2
+        alpha = (y - P @ x.T) / var
+        B_inv = jnp.linalg.inv(B)  # (H+1)^2 numbers: LU beats two triangular solves here
+        d_P = alpha @ (alpha.T @ P) - P @ (B_inv / var[:, None, None]).sum(axis=0)
+        trace = (n - width + jnp.trace(B_inv, axis1=-2, axis2=-1)) / var
+        d_var = 0.5 * ((alpha**2).sum(axis=0) - trace)
+        return g * d_P, -g * alpha, g * d_var * 2 * s
+
+    @jax.custom_vjp
+    def marginal(P: Any, y: Any, s: Any) -> Any:
+        return forward(P, y, s)[0]
+
+    marginal.defvjp(forward, backward)
+    return marginal
 
 
 def draw_output_layer(

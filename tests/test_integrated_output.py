@@ -6,7 +6,12 @@ from scipy import stats
 
 from bnncat import data, diagnose
 from bnncat.models import MLP, MixtureRegressor, OrderedMLP, fit, load, predict, save
-from bnncat.models.integrated_output import MARGINAL, _conditional_draws
+from bnncat.models.integrated_output import (
+    MARGINAL,
+    _conditional_draws,
+    _marginal_value,
+    marginal_log_likelihood,
+)
 from bnncat.models.mlp import hidden_activations
 
 QUICK = {"draws": 100, "tune": 100, "chains": 2, "random_seed": 4, "progressbar": False}
@@ -49,6 +54,46 @@ def test_marginal_likelihood_equals_the_dense_gaussian(net):
     values["sigma"] = np.exp(point["sigma_log__"]) if "sigma_log__" in point else [0.3, 0.3]
     w_sd = net.prior_scale / np.sqrt(net.hidden[-1]) if net.prior == "lecun" else net.prior_scale
     np.testing.assert_allclose(logp, _dense_log_likelihood(net, X, Y, spec, values, w_sd))
+
+
+@pytest.fixture(scope="module")
+def woodbury_case():
+    import pytensor.tensor as pt
+
+    rng = np.random.default_rng(3)
+    inputs = [pt.matrix("P"), pt.matrix("y"), pt.vector("s")]
+    values = [rng.normal(size=(25, 6)), rng.normal(size=(25, 2)) * [1.0, 3.0], np.array([0.4, 1.7])]
+    return inputs, values
+
+
+def _value_and_gradients(value, inputs, mode=None):
+    import pytensor
+
+    return pytensor.function(inputs, [value, *pytensor.grad(value, inputs)], mode=mode)
+
+
+def test_the_closed_form_gradient_is_autodiff_through_the_cholesky_factor(woodbury_case):
+    inputs, values = woodbury_case
+    ours = _value_and_gradients(marginal_log_likelihood(*inputs), inputs)(*values)
+    autodiff = _value_and_gradients(_marginal_value(*inputs), inputs)(*values)
+    for a, b in zip(ours, autodiff, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_jax_differentiates_the_marginal_likelihood_by_the_closed_form(woodbury_case):
+    import jax
+    from pymc.sampling.jax import get_jaxified_graph
+
+    from bnncat.models.jax_runtime import jax_precision
+
+    inputs, values = woodbury_case
+    reference = _value_and_gradients(_marginal_value(*inputs), inputs)(*values)
+    value = get_jaxified_graph(inputs, [marginal_log_likelihood(*inputs)])
+    with jax_precision("float64"):
+        ours = jax.value_and_grad(lambda *a: value(*a)[0], argnums=(0, 1, 2))(*values)
+    np.testing.assert_allclose(ours[0], reference[0], rtol=1e-10)
+    for a, b in zip(ours[1], reference[1:], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
 
 
 def test_conditional_draws_have_the_bayesian_linear_regression_posterior():
