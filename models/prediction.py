@@ -96,8 +96,7 @@ def sampled_draws(
         for k in post.data_vars
         if "obs" not in post[k].dims
     }
-    width = max((*getattr(net, "hidden", ()), net.head_size(spec), 1))
-    step = max(1, FORWARD_FLOATS // (max(X.shape[0], 1) * width))
+    step = max(1, FORWARD_FLOATS // (max(X.shape[0], 1) * net_width(net, spec)))
     starts = range(0, chains * draws, step)
     seeds = np.random.SeedSequence(random_seed).generate_state(len(starts))
     mu, y = [], []
@@ -108,6 +107,11 @@ def sampled_draws(
         y.append(predictive_draws(net, obs, X.shape[0], spec, int(seed)))
     mu, y = np.concatenate(mu), np.concatenate(y)
     return mu.reshape(chains, draws, *mu.shape[1:]), y.reshape(chains, draws, *y.shape[1:])
+
+
+def net_width(net: Any, spec: Any) -> int:
+    """Return the widest array per draw and row of a forward pass: a hidden layer or the head."""
+    return max((*getattr(net, "hidden", ()), net.head_size(spec), 1))
 
 
 def predictive_draws(

@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from bnncat.models.inference.linearized import linearized_head
-from bnncat.models.prediction import check_prediction, predictive_draws
+from bnncat.models.prediction import check_prediction, net_width, predictive_draws
 
 #: Floats one block of rows may hold in its widest array (draws x rows x widest layer):
 #: 256 MiB of float64.
@@ -31,11 +31,6 @@ def row_blocks(n_draws: int, width: int, n_rows: int) -> list[slice]:
     """
     rows = max(1, BLOCK_FLOATS // (max(n_draws, 1) * max(width, 1)))
     return [slice(start, start + rows) for start in range(0, n_rows, rows)]
-
-
-def net_width(net: Any, spec: Any) -> int:
-    """Return the widest array per draw and row of a forward pass: a hidden layer or the head."""
-    return max((*getattr(net, "hidden", ()), net.head_size(spec), 1))
 
 
 def predict_summary(
