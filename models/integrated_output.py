@@ -62,8 +62,8 @@ def marginal_log_likelihood(P: Any, y: Any, s: Any) -> Any:
 
     One op (:class:`WoodburyMarginal`) whose gradient is given in closed form, in
     PyTensor and in JAX: NUTS on numpyro differentiates the log density in JAX, and
-    JAX's derivative through the Cholesky factor cost 20-40x the plain model's
-    gradient on a 1x50 net (triangular solves with matrix right-hand sides).
+    JAX's derivative through the Cholesky factor (triangular solves with matrix
+    right-hand sides) cost 1.3x the closed form's on a 1x50 net.
     """
     P, y, s = (pt.as_tensor(a) for a in (P, y, s))
     inputs = [P.type(), y.type(), s.type()]

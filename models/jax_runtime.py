@@ -177,7 +177,7 @@ def jax_session(precision: str) -> Iterator[None]:
     XLA's LAPACK calls on a CPU (Cholesky factors, triangular solves) run in SciPy's
     OpenBLAS, whose own threads fight XLA's for the cores: with two chains sampling
     at once, a gradient of the 1x50 integrated-output model on ``energy`` took
-    10-30x as long as with one BLAS thread. One thread per call during the fit.
+    7-35x as long as with one BLAS thread. One thread per call during the fit.
     """
     with ExitStack() as stack:
         stack.enter_context(compilation_cache())
