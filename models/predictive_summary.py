@@ -13,11 +13,11 @@ import numpy as np
 import xarray as xr
 
 from bnncat.models.inference.linearized import linearized_head
-from bnncat.models.prediction import check_prediction, net_width, predictive_draws
+from bnncat.models.prediction import FORWARD_FLOATS, check_prediction, net_width, predictive_draws
 
 #: Floats one block of rows may hold in its widest array (draws x rows x widest layer):
-#: 256 MiB of float64.
-BLOCK_FLOATS = 2**25
+#: the bound of ``predict``'s blocks of draws.
+BLOCK_FLOATS = FORWARD_FLOATS
 
 
 def row_blocks(n_draws: int, width: int, n_rows: int) -> list[slice]:
