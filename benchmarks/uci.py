@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-OUT = Path(__file__).resolve().parent / "out" / "uci"
+#: the splits measured so far and their summary, kept in the repository so that a run
+#: adds to them and ``--summary-only`` reprints the README's tables
+OUT = Path(__file__).resolve().parent / "uci_measured"
 
 #: fit options and predictive per method: the catalogue's defaults unless the protocol says
 METHODS = {
@@ -139,6 +141,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--executor", choices=("local", "processes", "ray"), default="local")
     parser.add_argument("--workers", type=int, help="processes or Ray CPUs (default: cores)")
     parser.add_argument("--quick", action="store_true", help="small fits (see QUICK)")
+    parser.add_argument(
+        "--prior",
+        choices=("lecun", "hierarchical", "fixed"),
+        default="lecun",
+        help="MLP's weight prior (default: the catalogue's, lecun); other priors are other nets",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--summary-only", action="store_true", help="fit nothing")
     args = parser.parse_args(argv)
@@ -166,11 +174,20 @@ def load_table(name: str) -> tuple[str, np.ndarray, np.ndarray]:
     return data.uci.resolve_uci(name), np.asarray(ds.X, float), np.asarray(ds.y, float)
 
 
-def networks(protocol: str, label: str) -> dict[str, tuple[int, ...]]:
-    """Return the networks a protocol fits to a data set, by label."""
+def networks(protocol: str, label: str, prior: str = "lecun") -> dict[str, tuple[int, ...]]:
+    """Return the networks a protocol fits to a data set, by label.
+
+    A prior other than the catalogue's default is named in the label ("1x50-hierarchical"):
+    its splits are kept and summarised apart.
+    """
     if protocol == "wiese":
-        return {"1x3": (3,), "3x16": (16, 16, 16)}
-    return {"1x100": (100,)} if label == "protein-tertiary-structure" else {"1x50": (50,)}
+        nets = {"1x3": (3,), "3x16": (16, 16, 16)}
+    elif label == "protein-tertiary-structure":
+        nets = {"1x100": (100,)}
+    else:
+        nets = {"1x50": (50,)}
+    suffix = "" if prior == "lecun" else f"-{prior}"
+    return {f"{name}{suffix}": hidden for name, hidden in nets.items()}
 
 
 def run_file(out: Path, key: dict) -> Path:
@@ -194,7 +211,7 @@ def pending_tasks(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
     for name in args.data:
         label, X, y = load_table(name)
         splits = random_splits(len(y), n_splits=args.splits, test_fraction=fraction, seed=args.seed)
-        for net_label, hidden in networks(args.protocol, label).items():
+        for net_label, hidden in networks(args.protocol, label, args.prior).items():
             for method in args.methods:
                 options, predictive = METHODS[method]
                 options = options | (QUICK[method] if args.quick else {})
@@ -212,7 +229,7 @@ def pending_tasks(args: argparse.Namespace) -> tuple[list[dict], list[dict]]:
                     keys.append(key)
                     tasks.append(
                         {
-                            "net": MLP(hidden, activation="tanh"),
+                            "net": MLP(hidden, activation="tanh", prior=args.prior),
                             "X_train": X[train],
                             "y_train": y[train],
                             "X_test": X[test],
@@ -294,6 +311,12 @@ def summarise(raw: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+def method_label(method: str, net: str) -> str:
+    """Return a method's name in the tables, with the prior where it is not the default."""
+    _, _, prior = net.partition("-")
+    return LABELS.get(method, method) + (f", {prior} prior" if prior else "")
+
+
 def plus_minus(mean: float, se: float, digits: int | None = None) -> str:
     """Write a mean and its standard error as `m ± se` (just `m` without one).
 
@@ -320,6 +343,7 @@ def versus_published(table: pd.DataFrame) -> pd.DataFrame:
             {
                 "data": data,
                 "method": best["method"],
+                "net": best["net"],
                 "splits": int(best["splits"]),
                 "lpd_per_row": best["lpd_per_row"],
                 "lpd_per_row_se": best["lpd_per_row_se"],
@@ -343,7 +367,7 @@ def markdown_versus(versus: pd.DataFrame) -> str:
         # the SE of the difference: both SEs combined (a single split has none)
         se = float(np.hypot(r.lpd_per_row_se, r.published_lpd_se))
         lines.append(
-            f"| {r.data} | {LABELS.get(r.method, r.method)} ({r.splits}) | "
+            f"| {r.data} | {method_label(r.method, r.net)} ({r.splits}) | "
             f"{plus_minus(r.lpd_per_row, r.lpd_per_row_se)} | {r.published} | "
             f"{plus_minus(r.published_lpd, r.published_lpd_se)} | "
             f"{plus_minus(r.lpd_per_row - r.published_lpd, se, 2)} | "
@@ -370,7 +394,7 @@ def markdown_hl(table: pd.DataFrame) -> str:
     for data, rows in table.groupby("data", sort=False):
         for r in rows.itertuples():
             lines.append(
-                f"| {data} | {LABELS.get(r.method, r.method)} | {r.splits} | "
+                f"| {data} | {method_label(r.method, r.net)} | {r.splits} | "
                 f"{plus_minus(r.rmse, r.rmse_se)} | "
                 f"{plus_minus(r.lpd_per_row, r.lpd_per_row_se)} | {r.seconds:.0f} | "
                 f"{r.splits_warned} |"
@@ -394,7 +418,7 @@ def markdown_wiese(table: pd.DataFrame) -> str:
     for (data, net), rows in table.groupby(["data", "net"], sort=False):
         for r in rows.itertuples():
             lines.append(
-                f"| {data} | {net} | {LABELS.get(r.method, r.method)} | {r.splits} | "
+                f"| {data} | {net} | {method_label(r.method, r.net)} | {r.splits} | "
                 f"{plus_minus(r.lpd_standardised, r.lpd_standardised_se)} | {r.seconds:.0f} |"
             )
         for source, figures in PUBLISHED_WIESE.items():

@@ -82,6 +82,13 @@ def test_the_benchmark_runs_any_csv_keeps_each_split_and_resumes(tmp_path):
     again = _benchmark(*args)  # everything is on disk: nothing to fit
     assert again.returncode == 0 and "0 splits to fit" in again.stdout
     assert pd.read_csv(tmp_path / "out" / "uci_hl_quick.csv").shape[0] == 2
+    # another prior is another net: fitted and summarised apart from the default's splits
+    other = _benchmark(*args[:-4], "1", "--quick", "--prior", "hierarchical", *args[-2:])
+    assert other.returncode == 0 and "1 splits to fit" in other.stdout, other.stderr[-2000:]
+    assert (runs[0].parents[2] / "1x50-hierarchical" / "advi" / "split-00.json").exists()
+    table = (tmp_path / "out" / "uci_hl_quick.md").read_text()
+    assert "| toy | ADVI (mean-field), hierarchical prior | 1 |" in table
+    assert "| toy | ADVI (mean-field) | 2 |" in table
 
 
 def test_the_benchmark_refuses_unknown_methods_before_fitting(tmp_path):
@@ -102,6 +109,7 @@ def test_the_comparison_takes_each_data_sets_best_method_and_best_published_figu
     table = pd.DataFrame(
         {
             "data": ["yacht", "yacht", "wine-quality-red", "my-data"],
+            "net": ["1x50", "1x50", "1x50-hierarchical", "1x50"],
             "method": ["nuts", "advi", "advi", "nuts"],
             "splits": [3, 3, 2, 2],
             "lpd_per_row": [-1.0, -1.5, -1.0, 0.0],
@@ -119,6 +127,8 @@ def test_the_comparison_takes_each_data_sets_best_method_and_best_published_figu
     assert "on 1 of 2 data sets; by more than two standard errors of the difference on 0" in text
     row = "| yacht | NUTS (3) | -1.00 ± 0.10 | deep ensembles | -1.18 ± 0.21 | 0.18 ± 0.23 |"
     assert row in text
+    # a prior other than the default is named beside its method
+    assert "| wine-quality-red | ADVI (mean-field), hierarchical prior (2) |" in text
 
 
 def test_figures_keep_two_significant_digits_when_small():
