@@ -88,14 +88,22 @@ def jax_cache_of_the_session(tmp_path_factory):
         os.environ[CACHE_ENV] = before
 
 
-# Scheduling on two workers: a notebook runs for minutes, so each is a work unit of
-# its own and they start first; the rest goes module by module in file order.
-def _is_notebook_run(nodeid):
-    return "test_notebooks.py::test_notebook_executes" in nodeid
+# Scheduling on two workers: a notebook or a simulation-based calibration of one model
+# runs for minutes, so each is a work unit of its own and they all start before the
+# rest, which goes module by module in file order and fills the gaps (the calibrations
+# as one module kept one worker busy for 11 minutes after the other had finished).
+LONG_RUNS = (
+    "test_notebooks.py::test_notebook_executes",
+    "test_sbc.py::test_nuts_is_calibrated_on_every_quantity_of_every_model",
+)
+
+
+def _is_long_run(nodeid):
+    return any(run in nodeid for run in LONG_RUNS)
 
 
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: not _is_notebook_run(item.nodeid))  # stable: order kept
+    items.sort(key=lambda item: not _is_long_run(item.nodeid))  # stable: order kept
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -103,8 +111,8 @@ def pytest_xdist_make_scheduler(config, log):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    class NotebooksApart(LoadScopeScheduling):
+    class LongRunsApart(LoadScopeScheduling):
         def _split_scope(self, nodeid):
-            return nodeid if _is_notebook_run(nodeid) else super()._split_scope(nodeid)
+            return nodeid if _is_long_run(nodeid) else super()._split_scope(nodeid)
 
-    return NotebooksApart(config, log)
+    return LongRunsApart(config, log)
