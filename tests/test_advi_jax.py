@@ -57,6 +57,31 @@ def test_the_same_seed_gives_the_same_fit_and_chunks_do_not_change_it(monkeypatc
     np.testing.assert_array_equal(one["posterior"]["W1"].values, other["posterior"]["W1"].values)
 
 
+def test_the_loop_runs_every_iteration_once_and_stops_at_the_first_nan(monkeypatch):
+    import jax.numpy as jnp
+
+    monkeypatch.setattr(advi_jax, "ADVI_CHUNK", 100)
+
+    def count(state, i):  # the state counts the steps; the loss is the step's index
+        return state + 1, i.astype(float)
+
+    state, losses, _ = advi_jax._optimise(count, jnp.int32(0), 250, progressbar=False)
+    assert int(state) == 250
+    np.testing.assert_array_equal(losses, np.arange(250))
+
+    def nan_at_230(state, i):  # in the third chunk, while none is queued after it
+        return state + 1, jnp.where(i == 230, jnp.nan, 0.0)
+
+    with pytest.raises(FloatingPointError, match="NaN ADVI loss at iteration 231"):
+        advi_jax._optimise(nan_at_230, jnp.int32(0), 250, progressbar=False)
+
+    def nan_at_130(state, i):  # in the second chunk, while the third is queued
+        return state + 1, jnp.where(i == 130, jnp.nan, 0.0)
+
+    with pytest.raises(FloatingPointError, match="NaN ADVI loss at iteration 131"):
+        advi_jax._optimise(nan_at_130, jnp.int32(0), 250, progressbar=False)
+
+
 def test_minibatch_models_keep_pymcs_objective_graph():
     """BlackJAX's step would freeze pm.Minibatch's rows into one constant batch."""
     from bnncat.models.inference.problem import build_model, prepare_problem

@@ -230,7 +230,11 @@ def _pytensor_step(graph: Any, state_vars: list[Any], precision: str) -> tuple[C
 def _optimise(
     step: Callable, state: Any, iterations: int, progressbar: bool
 ) -> tuple[Any, np.ndarray, dict[str, float]]:
-    """Run ``step`` in compiled chunks; stop with a clear error at a NaN loss."""
+    """Run ``step`` in compiled chunks; stop with a clear error at a NaN loss.
+
+    Each chunk is queued before the previous one's losses are checked, so the device
+    never waits on the check; after a NaN the queued chunk is dropped.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -247,14 +251,18 @@ def _optimise(
     # one program for every chunk: the number of steps and the steps done are arguments
     run = jax.jit(run).lower(state, np.int32(ADVI_CHUNK), np.int32(0)).compile()
     t_loop = time.perf_counter()
+    sizes = [min(ADVI_CHUNK, iterations - d) for d in range(0, iterations, ADVI_CHUNK)]
+    starts = np.cumsum([0, *sizes[:-1]])
     hist: list[np.ndarray] = []
     with Progress(iterations, "ADVI", show=progressbar) as progress:
         try:
-            while (done := sum(map(len, hist))) < iterations:
-                n = min(ADVI_CHUNK, iterations - done)
-                new_state, losses = run(state, np.int32(n), np.int32(done))
-                losses = np.asarray(losses[:n], dtype=np.float64)
-                _check_finite(losses, done)
+            pending = run(state, np.int32(sizes[0]), np.int32(0)) if sizes else None
+            for k, (n, done) in enumerate(zip(sizes, starts, strict=True)):
+                new_state, losses = pending
+                if k + 1 < len(sizes):  # queued before this chunk's check waits for it
+                    pending = run(new_state, np.int32(sizes[k + 1]), np.int32(done + n))
+                losses = np.asarray(losses, dtype=np.float64)[:n]  # NumPy's slice: no compile
+                _check_finite(losses, int(done))
                 state = new_state
                 hist.append(losses)
                 progress.update(n, f"loss = {_finite_mean(losses[-min(n, 100) :]):,.5g}")
