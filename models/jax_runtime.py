@@ -172,16 +172,21 @@ def jax_precision(precision: str) -> Iterator[None]:
 
 @contextmanager
 def jax_session(precision: str) -> Iterator[None]:
-    """Everything a fit's JAX computations run under: compilation cache, precision, BLAS threads.
+    """Everything a fit's JAX computations run under.
 
-    XLA's LAPACK calls on a CPU (Cholesky factors, triangular solves) run in SciPy's
-    OpenBLAS, whose own threads fight XLA's for the cores: with two chains sampling
-    at once, a gradient of the 1x50 integrated-output model on ``energy`` took
-    7-35x as long as with one BLAS thread. One thread per call during the fit.
+    The compilation cache, the precision, PyTensor's translation to JAX without the
+    rewrites that slow JAX's gradients (``pymc_internals.jax_translation``), and one
+    BLAS thread: XLA's LAPACK calls on a CPU (Cholesky factors, triangular solves)
+    run in SciPy's OpenBLAS, whose own threads fight XLA's for the cores (with two
+    chains sampling at once, a gradient of the 1x50 integrated-output model on
+    ``energy`` took 7-35x as long as with one BLAS thread).
     """
+    from bnncat.models.pymc_internals import jax_translation
+
     with ExitStack() as stack:
         stack.enter_context(compilation_cache())
         stack.enter_context(jax_precision(precision))
+        stack.enter_context(jax_translation())
         stack.enter_context(threadpool_limits(1, user_api="blas"))
         yield
 

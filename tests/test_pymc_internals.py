@@ -57,3 +57,38 @@ def test_jitted_start_checks_keep_the_draws_and_restore_pymc(sine_data):
     assert pymc_jax._get_batched_jittered_initial_points is original
     for a, b in zip(plain, checked, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("database", ["canonicalize", "specialize"])
+def test_the_rewrites_left_out_of_the_jax_translation_are_registered_by_name(database):
+    names = pytensor.compile.optdb[database].__db__
+    for rewrite in pymc_internals.JAX_SLOW_REWRITES:
+        assert rewrite in names, (
+            f"PyTensor's {database} database has no {rewrite!r}: leaving it out of the "
+            "translation to JAX (bnncat.models.pymc_internals.jax_translation) does nothing"
+        )
+
+
+def test_a_one_input_layer_reaches_jax_as_a_dot_and_the_mode_is_restored(sine_data):
+    import jax
+    from pymc.sampling.jax import get_jaxified_logp
+    from pytensor.compile import mode
+
+    from bnncat.models import MLP
+
+    X, y = sine_data  # one input: the first layer is an (n, 1) @ (1, h) product
+    model = MLP((3,)).build(X, y)
+    point = [np.asarray(model.initial_point()[v.name]) for v in model.value_vars]
+
+    def dots_and_value():
+        logp = get_jaxified_logp(model, negative_logp=False)
+        eqns = jax.make_jaxpr(logp)(point).eqns
+        return sum(e.primitive.name == "dot_general" for e in eqns), float(logp(point))
+
+    original = mode.JAX
+    plain_dots, plain_value = dots_and_value()
+    with pymc_internals.jax_translation():
+        dots, value = dots_and_value()
+    assert mode.JAX is original
+    assert dots == plain_dots + 1
+    np.testing.assert_allclose(value, plain_value, rtol=1e-12)

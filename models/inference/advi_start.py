@@ -61,7 +61,10 @@ def model_log_density(model: pm.Model) -> Callable:
     if model not in _LOG_DENSITIES:
         from pymc.sampling.jax import get_jaxified_logp
 
-        _LOG_DENSITIES[model] = get_jaxified_logp(model)  # PyMC's name: log p, not -log p
+        from bnncat.models.pymc_internals import jax_translation
+
+        with jax_translation():  # called outside a jax_session too (the MAP start)
+            _LOG_DENSITIES[model] = get_jaxified_logp(model)  # PyMC's name: log p, not -log p
     return _LOG_DENSITIES[model]
 
 

@@ -35,8 +35,8 @@ def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str,
     Returns
     -------
     dict
-        ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` over those inputs and
-        all outputs, ``divergences`` and ``chains`` (or superchains).
+        ``max_rhat`` and ``min_ess_bulk`` over those inputs and all outputs,
+        ``divergences`` and ``chains`` (or superchains).
     """
     post = idata["posterior"]
     X = idata["constant_data"]["X"].values
@@ -64,7 +64,6 @@ def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str,
     return {
         "max_rhat": float(rhat["mu"].max()) if post.sizes["chain"] > 1 else float("nan"),
         "min_ess_bulk": float(az.ess(mu, method="bulk")["mu"].min()),
-        "min_ess_tail": float(az.ess(mu, method="tail")["mu"].min()),
         "divergences": int(diverging.sum()) if diverging is not None else 0,  # none for ADVI
         "chains": chains,
     }
