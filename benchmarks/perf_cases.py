@@ -394,7 +394,7 @@ def run_nuts(case_name: str, contender: str, seed: int, quick: bool) -> dict:
     import bnncat  # noqa: F401  (sets the XLA host device count before JAX starts)
 
     if contender in CATALOGUE or contender == "pymc":
-        import pymc as pm
+        import pymc  # noqa: F401  (its import is timed here, not in the fit)
 
         from bnncat.models.inference import nuts
 
@@ -414,7 +414,6 @@ def run_nuts(case_name: str, contender: str, seed: int, quick: bool) -> dict:
         settings = {k: QUICK[k] for k in settings}
         if contender == "pymc":
             settings |= {"tune": QUICK["pymc_tune"], "draws": QUICK["pymc_draws"]}
-    chains = settings["chains"]
     problem = load_problem(case)
     row: dict[str, Any] = {
         "case": case_name,
@@ -427,90 +426,19 @@ def run_nuts(case_name: str, contender: str, seed: int, quick: bool) -> dict:
         "import_s": import_s,
     }
     y = np.asarray(problem.y, dtype=np.float64)
-    wall0, t0 = time.time(), time.perf_counter()
     if contender in CATALOGUE:
-        import json
-
-        net = catalogue_net(case, contender)
-        options = {"precision": "float64"} if contender == "bnncat-f64" else {}
-        if contender == "bnncat-cold":
-            from bnncat.models.jax_runtime import CACHE_ENV
-
-            os.environ[CACHE_ENV] = "off"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # fit's convergence advice; the table reports it
-            idata = net.fit(
-                problem.X,
-                y,
-                random_seed=seed,
-                progressbar=chain_method(chains) == "parallel",
-                **settings,
-                **options,
-            )
-        total = time.perf_counter() - t0
-        post = idata["posterior"]
-        params = {k: post[k].values for k in post.data_vars}
-        n_steps = idata["sample_stats"]["n_steps"].values
-        diverging = int(idata["sample_stats"]["diverging"].sum())
-        warm_s, samp_s = ProgressRecorder.split(settings["tune"])
-        row["precision"] = json.loads(idata.attrs["bnncat_fit"]).get("precision") or "float64"
+        fit = _fit_catalogue
     elif contender.startswith("numpyro"):
-        from numpyro.infer import MCMC, NUTS
-
-        x64 = contender == "numpyro-f64"
-        jax.config.update("jax_enable_x64", x64)
-        dtype = np.float64 if x64 else np.float32
-        Xs, ys = standardise(np.asarray(problem.X, dtype=np.float64), y)
-        mcmc = MCMC(
-            NUTS(numpyro_mlp, target_accept_prob=0.8),
-            num_warmup=settings["tune"],
-            num_samples=settings["draws"],
-            num_chains=chains,
-            chain_method=chain_method(chains),
-            # NumPyro's default; with one bar per chain its updates come from inside the
-            # compiled loop (the harness's clock); otherwise it loops in Python: off
-            progress_bar=chain_method(chains) == "parallel",
-        )
-        mcmc.run(
-            jax.random.PRNGKey(seed),
-            Xs.astype(dtype),
-            ys.astype(dtype),
-            hidden=case.hidden,
-            prior=case.prior,
-            extra_fields=("num_steps", "diverging"),
-        )
-        samples = jax.device_get(mcmc.get_samples(group_by_chain=True))
-        extra = jax.device_get(mcmc.get_extra_fields(group_by_chain=True))
-        total = time.perf_counter() - t0
-        params = {k: np.asarray(v, dtype=np.float64) for k, v in samples.items()}
-        n_steps, diverging = np.asarray(extra["num_steps"]), int(extra["diverging"].sum())
-        warm_s, samp_s = ProgressRecorder.split(settings["tune"])
-        row["precision"] = "float64" if x64 else "float32"
+        fit = _fit_numpyro
     elif contender == "pymc":
-        net = catalogue_net(case)
-        X_arr, y_arr, spec = net.data_spec(problem.X, y)
-        model = net.build_validated(X_arr, y_arr, spec)
-        idata = pm.sample(
-            settings["draws"],
-            tune=settings["tune"],
-            chains=chains,
-            random_seed=seed,
-            model=model,
-            nuts_sampler="pymc",
-            var_names=[v.name for v in model.free_RVs],
-            progressbar=False,
-            compute_convergence_checks=False,
-            discard_tuned_samples=False,
-        )
-        total = time.perf_counter() - t0
-        post = idata["posterior"]
-        params = {k: post[k].values for k in post.data_vars}
-        n_steps = idata["sample_stats"]["n_steps"].values
-        diverging = int(idata["sample_stats"]["diverging"].sum())
-        warm_s, samp_s = split_from_pymc_stats(idata)
-        row["precision"] = "float64"
+        fit = _fit_pymc
     else:
         raise ValueError(f"unknown contender {contender!r}")
+    wall0 = time.time()
+    fitted = fit(case, contender, problem, y, settings, seed)
+    total, params, n_steps = fitted["total"], fitted["params"], fitted["n_steps"]
+    warm_s, samp_s = fitted["warm_s"], fitted["samp_s"]
+    row["precision"] = fitted["precision"]
     wall1 = time.time()
     row["peak_rss_mb"] = peak_rss_mb()  # before the metrics below import anything more
     net = catalogue_net(case, contender if contender in CATALOGUE else "bnncat")
@@ -526,12 +454,128 @@ def run_nuts(case_name: str, contender: str, seed: int, quick: bool) -> dict:
         "grad_evals": int(np.sum(n_steps)),
         "grad_per_s": float(np.sum(n_steps)) / samp_s,
         "mean_tree_steps": float(np.mean(n_steps)),
-        "divergences": diverging,
+        "divergences": fitted["diverging"],
     }
     row["ess_per_s"] = row["min_ess_bulk"] / total
     if contender != "pymc":  # PyMC's NUTS runs PyTensor's C code: no JAX reference
         row |= gradient_overhead(case, contender, problem, row)
     return row
+
+
+def _fit_catalogue(case, contender, problem, y, settings, seed) -> dict:
+    """``net.fit`` with the catalogue's defaults (the cache off for ``bnncat-cold``)."""
+    import json
+
+    t0 = time.perf_counter()
+    net = catalogue_net(case, contender)
+    options = {"precision": "float64"} if contender == "bnncat-f64" else {}
+    if contender == "bnncat-cold":
+        from bnncat.models.jax_runtime import CACHE_ENV
+
+        os.environ[CACHE_ENV] = "off"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fit's convergence advice; the table reports it
+        idata = net.fit(
+            problem.X,
+            y,
+            random_seed=seed,
+            progressbar=chain_method(settings["chains"]) == "parallel",
+            **settings,
+            **options,
+        )
+    total = time.perf_counter() - t0
+    warm_s, samp_s = ProgressRecorder.split(settings["tune"])
+    precision = json.loads(idata.attrs["bnncat_fit"]).get("precision") or "float64"
+    return _idata_draws(idata) | {
+        "total": total,
+        "warm_s": warm_s,
+        "samp_s": samp_s,
+        "precision": precision,
+    }
+
+
+def _fit_numpyro(case, contender, problem, y, settings, seed) -> dict:
+    """Sample the hand-written NumPyro model by ``MCMC(NUTS(...))`` (``numpyro-f64``: x64)."""
+    import jax
+    from numpyro.infer import MCMC, NUTS
+
+    t0 = time.perf_counter()
+    x64 = contender == "numpyro-f64"
+    jax.config.update("jax_enable_x64", x64)
+    dtype = np.float64 if x64 else np.float32
+    Xs, ys = standardise(np.asarray(problem.X, dtype=np.float64), y)
+    chains = settings["chains"]
+    mcmc = MCMC(
+        NUTS(numpyro_mlp, target_accept_prob=0.8),
+        num_warmup=settings["tune"],
+        num_samples=settings["draws"],
+        num_chains=chains,
+        chain_method=chain_method(chains),
+        # NumPyro's default; with one bar per chain its updates come from inside the
+        # compiled loop (the harness's clock); otherwise it loops in Python: off
+        progress_bar=chain_method(chains) == "parallel",
+    )
+    mcmc.run(
+        jax.random.PRNGKey(seed),
+        Xs.astype(dtype),
+        ys.astype(dtype),
+        hidden=case.hidden,
+        prior=case.prior,
+        extra_fields=("num_steps", "diverging"),
+    )
+    samples = jax.device_get(mcmc.get_samples(group_by_chain=True))
+    extra = jax.device_get(mcmc.get_extra_fields(group_by_chain=True))
+    total = time.perf_counter() - t0
+    warm_s, samp_s = ProgressRecorder.split(settings["tune"])
+    return {
+        "total": total,
+        "params": {k: np.asarray(v, dtype=np.float64) for k, v in samples.items()},
+        "n_steps": np.asarray(extra["num_steps"]),
+        "diverging": int(extra["diverging"].sum()),
+        "warm_s": warm_s,
+        "samp_s": samp_s,
+        "precision": "float64" if x64 else "float32",
+    }
+
+
+def _fit_pymc(case, contender, problem, y, settings, seed) -> dict:
+    """``pm.sample(nuts_sampler="pymc")`` on the catalogue's model: PyMC's own NUTS."""
+    import pymc as pm
+
+    t0 = time.perf_counter()
+    net = catalogue_net(case)
+    X_arr, y_arr, spec = net.data_spec(problem.X, y)
+    model = net.build_validated(X_arr, y_arr, spec)
+    idata = pm.sample(
+        settings["draws"],
+        tune=settings["tune"],
+        chains=settings["chains"],
+        random_seed=seed,
+        model=model,
+        nuts_sampler="pymc",
+        var_names=[v.name for v in model.free_RVs],
+        progressbar=False,
+        compute_convergence_checks=False,
+        discard_tuned_samples=False,
+    )
+    total = time.perf_counter() - t0
+    warm_s, samp_s = split_from_pymc_stats(idata)
+    return _idata_draws(idata) | {
+        "total": total,
+        "warm_s": warm_s,
+        "samp_s": samp_s,
+        "precision": "float64",
+    }
+
+
+def _idata_draws(idata) -> dict:
+    """Return the parameter draws, leapfrog steps and divergences of a PyMC fit."""
+    post, stats = idata["posterior"], idata["sample_stats"]
+    return {
+        "params": {k: post[k].values for k in post.data_vars},
+        "n_steps": stats["n_steps"].values,
+        "diverging": int(stats["diverging"].sum()),
+    }
 
 
 def gradient_overhead(case: NutsCase, contender: str, problem: Problem, row: dict) -> dict:
