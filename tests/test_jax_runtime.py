@@ -1,4 +1,4 @@
-"""The settings fit runs its JAX computations under: the persistent compilation cache."""
+"""The settings fit runs its JAX computations under: cache, precision, per-chain work on a CPU."""
 
 from pathlib import Path
 
@@ -8,7 +8,13 @@ import pytest
 
 from bnncat import data
 from bnncat.models import MLP
-from bnncat.models.jax_runtime import CACHE_ENV, cache_dir, jax_session
+from bnncat.models.jax_runtime import (
+    CACHE_ENV,
+    cache_dir,
+    chains_one_at_a_time,
+    jax_session,
+    step_each_chain,
+)
 
 NUTS = {"draws": 30, "tune": 30, "chains": 1, "random_seed": 3, "progressbar": False}
 
@@ -133,3 +139,37 @@ def test_a_fit_runs_blas_on_one_thread_and_gives_the_threads_back():
     with jax_session("float32"):
         assert set(blas_threads()) == {1}
     assert blas_threads() == before
+
+
+def _log_density(x):
+    # a small net's shape: a (rows, units) hidden layer from a (units,) row of weights
+    h = jax.numpy.tanh(jax.numpy.linspace(-2.0, 2.0, 30)[:, None] * x[:8] + x[8:16])
+    return -jax.numpy.sum((h @ x[16:24] - 0.5) ** 2) - 0.5 * jax.numpy.sum(x**2)
+
+
+def test_batched_gradients_take_one_chain_after_another_with_the_same_values():
+    xs = np.random.default_rng(0).normal(size=(6, 24))
+    wrapped = chains_one_at_a_time(_log_density)
+    plain_batch = jax.vmap(jax.value_and_grad(_log_density))(xs)
+    batch = jax.jit(jax.vmap(jax.value_and_grad(wrapped)))(xs)
+    for got, want in zip(batch, plain_batch, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    # one chain, not batched: the plain value and gradient
+    one = jax.value_and_grad(wrapped)(xs[0])
+    np.testing.assert_allclose(one[1], plain_batch[1][0], rtol=1e-6)
+    # the batched gradient is a loop over the chains, not one vectorised program
+    jaxpr = str(jax.make_jaxpr(jax.vmap(jax.value_and_grad(wrapped)))(xs))
+    assert "scan" in jaxpr or "while" in jaxpr
+    assert "scan" not in str(jax.make_jaxpr(jax.vmap(jax.value_and_grad(_log_density)))(xs))
+
+
+def test_each_chain_steps_as_under_vmap():
+    def step(key, state):
+        return state + jax.random.normal(key, state.shape), jax.numpy.sum(state)
+
+    keys = jax.random.split(jax.random.PRNGKey(0), 5)
+    states = np.arange(15.0).reshape(5, 3)
+    for got, want in zip(
+        step_each_chain(step)(keys, states), jax.vmap(step)(keys, states), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-12)

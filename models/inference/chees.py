@@ -32,7 +32,7 @@ from bnncat.models.inference.problem import (
     record_fit,
 )
 from bnncat.models.inference.registry import register
-from bnncat.models.jax_runtime import jax_session
+from bnncat.models.jax_runtime import chains_one_at_a_time, jax_session, step_each_chain
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
 
 #: BlackJAX's mass matrices for ChEES: one per dimension pooled over the chains, or none.
@@ -198,10 +198,12 @@ def _ensemble(flat: FlatModel, draws: int, options: dict[str, Any]) -> Any:
     import jax
     import optax
 
+    log_density = chains_one_at_a_time(flat.log_density)
+
     def run(positions: Any, key: Any) -> tuple[Any, dict[str, Any]]:
         warm_key, key = jax.random.split(key)
         warmup = blackjax.chees_adaptation(
-            flat.log_density,
+            log_density,
             positions.shape[0],
             target_acceptance_rate=options["target_accept"],
             max_leapfrog_steps=options["max_leapfrog_steps"],
@@ -216,7 +218,7 @@ def _ensemble(flat: FlatModel, draws: int, options: dict[str, Any]) -> Any:
             options["tune"],
             max_sampling_steps=draws,
         )
-        step = jax.vmap(blackjax.dynamic_hmc(flat.log_density, **params).step, in_axes=(0, 0))
+        step = step_each_chain(blackjax.dynamic_hmc(log_density, **params).step)
 
         def one(states: Any, k: Any) -> tuple[Any, tuple[Any, dict[str, Any]]]:
             states, info = step(jax.random.split(k, positions.shape[0]), states)

@@ -1,6 +1,8 @@
 """The check every MCMC fit ends with: whether the chains agree on the fitted function."""
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,31 +44,56 @@ def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str,
     X = idata["constant_data"]["X"].values
     X = X[np.unique(np.linspace(0, len(X) - 1, min(len(X), CHECK_ROWS)).round().astype(int))]
     params = {k: post[k].values for k in post.data_vars}
+    groups = superchain_ids(post)
+    max_rhat, min_ess = _over_threads(lambda rows: _extremes(net, params, rows, spec, groups), X)
+    stats = idata["sample_stats"] if "sample_stats" in idata.children else None
+    diverging = stats["diverging"] if stats is not None and "diverging" in stats else None
+    return {
+        "max_rhat": max_rhat if post.sizes["chain"] > 1 else float("nan"),
+        "min_ess_bulk": min_ess,
+        "divergences": int(diverging.sum()) if diverging is not None else 0,  # none for ADVI
+        "chains": int(post.sizes["chain"]) if groups is None else len(set(groups)),
+    }
+
+
+def _extremes(
+    net: Any, params: dict[str, np.ndarray], X: np.ndarray, spec: Any, groups: np.ndarray | None
+) -> tuple[float, float]:
+    """Largest R-hat (nested, with superchains) and smallest bulk ESS of the output at ``X``."""
+    chains, draws = next(iter(params.values())).shape[:2]
     # in blocks of draws: the hidden activations of all draws at all rows at once would
     # take chains x draws x n x width floats (2 GB for 4 x 1000 draws, N=2000, width 32)
     width = max(*net.hidden, net.head_size(spec))
-    block = max(1, _FORWARD_BLOCK // (post.sizes["chain"] * X.shape[0] * width))
+    block = max(1, _FORWARD_BLOCK // (chains * X.shape[0] * width))
     mu = np.concatenate(
         [
             net.forward({k: v[:, i : i + block] for k, v in params.items()}, X, spec)
-            for i in range(0, post.sizes["draw"], block)
+            for i in range(0, draws, block)
         ],
         axis=1,
     )
     mu = xr.Dataset({"mu": (("chain", "draw", "obs", "output"), mu)})
-    stats = idata["sample_stats"] if "sample_stats" in idata.children else None
-    diverging = stats["diverging"] if stats is not None and "diverging" in stats else None
-    groups = superchain_ids(post)
-    if groups is not None:
-        rhat, chains = az.rhat_nested(mu, superchain_ids=list(groups)), len(set(groups))
+    if groups is None:
+        rhat = az.rhat(mu)
     else:
-        rhat, chains = az.rhat(mu), int(post.sizes["chain"])
-    return {
-        "max_rhat": float(rhat["mu"].max()) if post.sizes["chain"] > 1 else float("nan"),
-        "min_ess_bulk": float(az.ess(mu, method="bulk")["mu"].min()),
-        "divergences": int(diverging.sum()) if diverging is not None else 0,  # none for ADVI
-        "chains": chains,
-    }
+        rhat = az.rhat_nested(mu, superchain_ids=list(groups))
+    return float(rhat["mu"].max()), float(az.ess(mu, method="bulk")["mu"].min())
+
+
+def _over_threads(extremes: Any, X: np.ndarray) -> tuple[float, float]:
+    """``extremes`` of the rows of ``X``, shared out over one thread per core.
+
+    NumPy's forward pass and ArviZ's rank normalisation (one input at a time) release
+    the GIL: on 1024 chains x 300 draws the check took 23 s on one core of two.
+    """
+    workers = min(len(os.sched_getaffinity(0)), len(X))
+    if workers < 2:
+        return extremes(X)
+    with ThreadPoolExecutor(workers) as pool:
+        parts = list(pool.map(extremes, np.array_split(X, workers)))
+    # fmax and fmin skip a block's NaN, as xarray's max and min skip an input's
+    rhats, esses = zip(*parts, strict=True)
+    return float(np.fmax.reduce(rhats)), float(np.fmin.reduce(esses))
 
 
 def superchain_ids(posterior: Any) -> np.ndarray | None:
