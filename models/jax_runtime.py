@@ -222,8 +222,8 @@ def chains_one_at_a_time(log_density: Any) -> Any:
 
     Vectorised over hundreds of chains on a CPU, XLA's program for a small net's
     gradient moves (chains, rows, units) arrays through transposes and copies that
-    fall out of the cache: per chain it cost 2-2.5x one chain's gradient (1x16 on
-    ``mcycle``). Under ``vmap`` this function's value and gradient are computed by
+    fall out of the cache, where one chain's arrays stay in it (README, "Many chains
+    in one program"). Under ``vmap`` this function's value and gradient are computed by
     ``lax.map`` instead, and everything else the sampler does stays vectorised. On
     an accelerator, where the vectorised program is what pays, it is returned as is.
     Reverse-mode differentiable once (what HMC needs); not forward-mode.
@@ -262,8 +262,7 @@ def step_each_chain(step: Any) -> Any:
     """``step(keys, states)`` of every chain: vectorised on an accelerator, one by one on a CPU.
 
     On a CPU a chain's whole trajectory then runs in the cache, without the
-    vectorised program's copies (see :func:`chains_one_at_a_time`): ChEES's draws
-    of 256 chains of 1x16 on ``mcycle`` took half the time of the vectorised step.
+    vectorised program's copies (see :func:`chains_one_at_a_time`).
     """
     import jax
 

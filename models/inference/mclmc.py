@@ -4,11 +4,10 @@ Sommer et al. (ICLR 2025) replace DEI's NUTS by microcanonical Langevin Monte Ca
 (Robnik et al. 2023): a fixed number of gradient evaluations a step and no tree to
 build, so every chain moves in lockstep and the chains run vectorised on an
 accelerator (a CPU runs them one after another, see ``jax_runtime.chains_one_at_a_time``
-for why: 8 members' chains of 1x50 on ``energy``, 6.6 -> 5.1 s). BlackJAX's ``mclmc``
-runs on the JAX log density of the PyMC model, after its own tuning of the step size,
-the momentum decoherence length L and a diagonal preconditioner. The sampler is
-unadjusted (no Metropolis correction): its bias is set by the energy error that the
-tuning targets.
+for why). BlackJAX's ``mclmc`` runs on the JAX log density of the PyMC model, after
+its own tuning of the step size, the momentum decoherence length L and a diagonal
+preconditioner. The sampler is unadjusted (no Metropolis correction): its bias is set
+by the energy error that the tuning targets.
 """
 
 from typing import Any
