@@ -412,6 +412,16 @@ def test_prediction_convergence_checks_evenly_spaced_rows(nuts_fit, monkeypatch)
     assert conv["max_rhat"] == pytest.approx(float(az.rhat(mu_all)["mu"].max()), rel=1e-12)
 
 
+def test_prediction_convergence_is_the_same_on_one_thread(nuts_fit, monkeypatch):
+    """Shared over threads or on the one thread a worker has: the same figures."""
+    net, ds, idata = nuts_fit
+    spec = read_net(idata)[1]
+    shared = prediction_convergence(idata, net, spec)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    alone = prediction_convergence(idata, net, spec)
+    assert alone == pytest.approx(shared, rel=1e-12)
+
+
 def test_fit_warns_in_plain_words_when_chains_disagree(nuts_fit):
     net, ds, idata = nuts_fit
 

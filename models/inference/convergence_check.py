@@ -84,9 +84,12 @@ def _over_threads(extremes: Any, X: np.ndarray) -> tuple[float, float]:
     """``extremes`` of the rows of ``X``, shared out over one thread per core.
 
     NumPy's forward pass and ArviZ's rank normalisation (one input at a time) release
-    the GIL; with many chains the rank normalisation is most of the check.
+    the GIL; with many chains the rank normalisation is most of the check. At most
+    ``OMP_NUM_THREADS`` threads where it is set (the executors' workers set it to 1).
     """
     workers = min(len(os.sched_getaffinity(0)), len(X))
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        workers = min(workers, int(os.environ["OMP_NUM_THREADS"]))
     if workers < 2:
         return extremes(X)
     with ThreadPoolExecutor(workers) as pool:
