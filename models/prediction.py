@@ -16,8 +16,9 @@ PREDICTIVES = ("sampled", "linearized")
 #: Memory ``predict`` may ask for its draws before it refuses and points to ``predict_summary``.
 MAX_BYTES = 2**31
 #: Floats the forward pass of one block of draws may hold in its widest array
-#: (draws x rows x widest layer): 256 MiB of float64.
-FORWARD_FLOATS = 2**25
+#: (draws x rows x widest layer): 2 MiB of float64. Larger blocks are slower, not
+#: faster: each of their arrays is fresh memory the system must map and zero.
+FORWARD_FLOATS = 2**18
 
 
 def predict(

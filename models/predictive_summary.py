@@ -13,11 +13,12 @@ import numpy as np
 import xarray as xr
 
 from bnncat.models.inference.linearized import linearized_head
-from bnncat.models.prediction import FORWARD_FLOATS, check_prediction, net_width, predictive_draws
+from bnncat.models.prediction import check_prediction, net_width, predictive_draws
 
 #: Floats one block of rows may hold in its widest array (draws x rows x widest layer):
-#: the bound of ``predict``'s blocks of draws.
-BLOCK_FLOATS = FORWARD_FLOATS
+#: 256 MiB of float64. Every block summarises all draws of its rows, so its Python
+#: work is paid per block: fewer, larger blocks than ``predict``'s.
+BLOCK_FLOATS = 2**25
 
 
 def row_blocks(n_draws: int, width: int, n_rows: int) -> list[slice]:

@@ -10,6 +10,7 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from bnncat.models.prediction import FORWARD_FLOATS
 from bnncat.thresholds import MIN_ESS_PER_CHAIN, RHAT_MAX
 
 #: bnncat.models: warnings point at the user's call, not at a frame in here
@@ -18,8 +19,6 @@ _MODELS_DIR = Path(__file__).resolve().parents[1]
 #: the data's order: R-hat and ESS at thousands of rows can take longer than the fit
 #: itself (``diagnose`` checks every probe input).
 CHECK_ROWS = 200
-#: Floats per block of draws when the check evaluates the network (32 MB).
-_FORWARD_BLOCK = 2**22
 
 
 def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str, float]:
@@ -64,7 +63,7 @@ def _extremes(
     # in blocks of draws: the hidden activations of all draws at all rows at once would
     # take chains x draws x n x width floats (2 GB for 4 x 1000 draws, N=2000, width 32)
     width = max(*net.hidden, net.head_size(spec))
-    block = max(1, _FORWARD_BLOCK // (chains * X.shape[0] * width))
+    block = max(1, FORWARD_FLOATS // (chains * X.shape[0] * width))
     mu = np.concatenate(
         [
             net.forward({k: v[:, i : i + block] for k, v in params.items()}, X, spec)
