@@ -414,8 +414,11 @@ def test_prediction_convergence_checks_evenly_spaced_rows(nuts_fit, monkeypatch)
 
 def test_prediction_convergence_is_the_same_on_one_thread(nuts_fit, monkeypatch):
     """Shared over threads or on the one thread a worker has: the same figures."""
+    from bnncat.models.inference import convergence_check
+
     net, ds, idata = nuts_fit
     spec = read_net(idata)[1]
+    monkeypatch.setattr(convergence_check, "_THREADED_VALUES", 0)  # threads even for this
     shared = prediction_convergence(idata, net, spec)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     alone = prediction_convergence(idata, net, spec)

@@ -19,6 +19,8 @@ _MODELS_DIR = Path(__file__).resolve().parents[1]
 #: the data's order: R-hat and ESS at thousands of rows can take longer than the fit
 #: itself (``diagnose`` checks every probe input).
 CHECK_ROWS = 200
+#: Draws x rows from which the check shares its rows out over threads.
+_THREADED_VALUES = 2**22
 
 
 def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str, float]:
@@ -44,7 +46,10 @@ def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str,
     X = X[np.unique(np.linspace(0, len(X) - 1, min(len(X), CHECK_ROWS)).round().astype(int))]
     params = {k: post[k].values for k in post.data_vars}
     groups = superchain_ids(post)
-    max_rhat, min_ess = _over_threads(lambda rows: _extremes(net, params, rows, spec, groups), X)
+    values = post.sizes["chain"] * post.sizes["draw"] * len(X)
+    max_rhat, min_ess = _over_threads(
+        lambda rows: _extremes(net, params, rows, spec, groups), X, values
+    )
     stats = idata["sample_stats"] if "sample_stats" in idata.children else None
     diverging = stats["diverging"] if stats is not None and "diverging" in stats else None
     return {
@@ -79,14 +84,16 @@ def _extremes(
     return float(rhat["mu"].max()), float(az.ess(mu, method="bulk")["mu"].min())
 
 
-def _over_threads(extremes: Any, X: np.ndarray) -> tuple[float, float]:
+def _over_threads(extremes: Any, X: np.ndarray, values: int) -> tuple[float, float]:
     """``extremes`` of the rows of ``X``, shared out over one thread per core.
 
     NumPy's forward pass and ArviZ's rank normalisation (one input at a time) release
-    the GIL; with many chains the rank normalisation is most of the check. At most
-    ``OMP_NUM_THREADS`` threads where it is set (the executors' workers set it to 1).
+    the GIL; with many chains the rank normalisation is most of the check. Below
+    ``_THREADED_VALUES`` draws x rows, ArviZ's own Python work per input dominates and
+    a second thread only waits for the GIL. At most ``OMP_NUM_THREADS`` threads where it
+    is set (the executors' workers set it to 1).
     """
-    workers = min(len(os.sched_getaffinity(0)), len(X))
+    workers = min(len(os.sched_getaffinity(0)), len(X)) if values >= _THREADED_VALUES else 1
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         workers = min(workers, int(os.environ["OMP_NUM_THREADS"]))
     if workers < 2:
