@@ -105,11 +105,15 @@ def fit_mclmc(
         net, X, y, draws=draws, random_seed=random_seed, store_mu=store_mu, temperature=temperature
     )
     chain = _mclmc_chain(problem.draws, options)
+    flat, found, run = sample_from_members(problem, options, chain, vectorise=_on_accelerator())
+    return chains_as_tree(problem, flat, found, run, "mclmc", options)
+
+
+def _on_accelerator() -> bool:
+    """Whether JAX computes on an accelerator, where the chains run vectorised."""
     import jax
 
-    on_accelerator = jax.default_backend() != "cpu"
-    flat, found, run = sample_from_members(problem, options, chain, vectorise=on_accelerator)
-    return chains_as_tree(problem, flat, found, run, "mclmc", options)
+    return jax.default_backend() != "cpu"
 
 
 def _mclmc_chain(draws: int, options: dict[str, Any]) -> Any:
