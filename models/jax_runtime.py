@@ -217,6 +217,13 @@ def over_devices(run: Any, rows: np.ndarray, args: Any, *, vectorise: bool = Tru
     return jax.tree.map(lambda a: np.asarray(a).reshape(devices * share, *a.shape[2:])[:n], out)
 
 
+def on_accelerator() -> bool:
+    """Whether JAX computes on an accelerator (a GPU), not on the CPU."""
+    import jax
+
+    return jax.default_backend() != "cpu"
+
+
 def chains_one_at_a_time(log_density: Any) -> Any:
     """``log_density`` whose batched gradient, on a CPU, takes one chain after another.
 
@@ -230,7 +237,7 @@ def chains_one_at_a_time(log_density: Any) -> Any:
     """
     import jax
 
-    if jax.default_backend() != "cpu":
+    if on_accelerator():
         return log_density
     value_and_grad = jax.value_and_grad(log_density)
 
@@ -266,6 +273,6 @@ def step_each_chain(step: Any) -> Any:
     """
     import jax
 
-    if jax.default_backend() != "cpu":
+    if on_accelerator():
         return jax.vmap(step)
     return lambda keys, states: jax.lax.map(lambda pair: step(*pair), (keys, states))

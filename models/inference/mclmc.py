@@ -24,6 +24,7 @@ from bnncat.models.inference.member_chains import (
 )
 from bnncat.models.inference.problem import prepare_problem
 from bnncat.models.inference.registry import register
+from bnncat.models.jax_runtime import on_accelerator
 from bnncat.models.validation import check_positive_int
 
 #: Gradient evaluations per MCLMC step (BlackJAX's default integrator, McLachlan's).
@@ -105,15 +106,8 @@ def fit_mclmc(
         net, X, y, draws=draws, random_seed=random_seed, store_mu=store_mu, temperature=temperature
     )
     chain = _mclmc_chain(problem.draws, options)
-    flat, found, run = sample_from_members(problem, options, chain, vectorise=_on_accelerator())
+    flat, found, run = sample_from_members(problem, options, chain, vectorise=on_accelerator())
     return chains_as_tree(problem, flat, found, run, "mclmc", options)
-
-
-def _on_accelerator() -> bool:
-    """Whether JAX computes on an accelerator, where the chains run vectorised."""
-    import jax
-
-    return jax.default_backend() != "cpu"
 
 
 def _mclmc_chain(draws: int, options: dict[str, Any]) -> Any:

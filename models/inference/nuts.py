@@ -20,7 +20,7 @@ from bnncat.models.inference.problem import (
 from bnncat.models.inference.progress import heartbeat, writes_to_log
 from bnncat.models.inference.registry import register
 from bnncat.models.integrated_output import MARGINAL, draw_output_layer
-from bnncat.models.jax_runtime import jax_session
+from bnncat.models.jax_runtime import jax_session, on_accelerator
 from bnncat.models.pymc_internals import jitted_start_checks
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
 
@@ -45,7 +45,7 @@ def numpyro_chain_method(chains: int) -> str:
 
     if jax.local_device_count() >= chains:
         return "parallel"
-    return "vectorized" if jax.default_backend() != "cpu" else "sequential"
+    return "vectorized" if on_accelerator() else "sequential"
 
 
 def _check_sampler(nuts_sampler: object) -> str:
