@@ -412,6 +412,20 @@ def test_prediction_convergence_checks_evenly_spaced_rows(nuts_fit, monkeypatch)
     assert conv["max_rhat"] == pytest.approx(float(az.rhat(mu_all)["mu"].max()), rel=1e-12)
 
 
+def test_prediction_convergence_checks_each_distinct_input_once(nuts_fit):
+    """A repeated input has the same predictions: the figures are those of the distinct ones."""
+    from bnncat.models.inference.convergence_check import check_inputs
+
+    X = np.array([[2.0, 0.0], [1.0, 0.0], [2.0, 0.0], [2.0, 1.0], [1.0, 0.0]])
+    assert check_inputs(X).tolist() == [[2.0, 0.0], [1.0, 0.0], [2.0, 1.0]]  # data's order
+    net, ds, idata = nuts_fit
+    spec = read_net(idata)[1]
+    doubled = idata.copy()
+    rows = np.repeat(np.asarray(ds.X), 2, axis=0)
+    doubled["constant_data"] = xr.Dataset({"X": (("obs", "feature"), rows)})
+    assert prediction_convergence(doubled, net, spec) == prediction_convergence(idata, net, spec)
+
+
 def test_prediction_convergence_is_the_same_on_one_thread(nuts_fit, monkeypatch):
     """Shared over threads or on the one thread a worker has: the same figures."""
     from bnncat.models.inference import convergence_check

@@ -15,9 +15,9 @@ from bnncat.thresholds import MIN_ESS_PER_CHAIN, RHAT_MAX
 
 #: bnncat.models: warnings point at the user's call, not at a frame in here
 _MODELS_DIR = Path(__file__).resolve().parents[1]
-#: Training rows at most that the check evaluates the network at, evenly spaced in
-#: the data's order: R-hat and ESS at thousands of rows can take longer than the fit
-#: itself (``diagnose`` checks every probe input).
+#: Distinct training inputs at most that the check evaluates the network at, evenly
+#: spaced in the data's order: R-hat and ESS at thousands of rows can take longer than
+#: the fit itself (``diagnose`` checks every probe input).
 CHECK_ROWS = 200
 #: Draws x rows from which the check shares its rows out over threads.
 _THREADED_VALUES = 2**22
@@ -26,7 +26,7 @@ _THREADED_VALUES = 2**22
 def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str, float]:
     """R-hat and ESS of the network output at the training inputs, and divergences.
 
-    At most ``CHECK_ROWS`` training inputs, evenly spaced in the data's order.
+    At most ``CHECK_ROWS`` distinct training inputs, evenly spaced in the data's order.
     Chains started in groups (a ``superchain`` coordinate, e.g. ChEES-HMC's many
     chains) get nested R-hat over the groups, and ``chains`` counts the groups: many
     short chains answer together what a few long ones answer each.
@@ -42,8 +42,7 @@ def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str,
         ``divergences`` and ``chains`` (or superchains).
     """
     post = idata["posterior"]
-    X = idata["constant_data"]["X"].values
-    X = X[np.unique(np.linspace(0, len(X) - 1, min(len(X), CHECK_ROWS)).round().astype(int))]
+    X = check_inputs(idata["constant_data"]["X"].values)
     params = {k: post[k].values for k in post.data_vars}
     groups = superchain_ids(post)
     values = post.sizes["chain"] * post.sizes["draw"] * len(X)
@@ -58,6 +57,17 @@ def prediction_convergence(idata: xr.DataTree, net: Any, spec: Any) -> dict[str,
         "divergences": int(diverging.sum()) if diverging is not None else 0,  # none for ADVI
         "chains": int(post.sizes["chain"]) if groups is None else len(set(groups)),
     }
+
+
+def check_inputs(X: np.ndarray) -> np.ndarray:
+    """Return the rows of ``X`` to check: distinct, in the data's order, at most ``CHECK_ROWS``.
+
+    A repeated input (``mcycle`` has 94 distinct times in 133 rows) gives the same
+    column of predictions, so the same R-hat and ESS: it is checked once.
+    """
+    first = np.sort(np.unique(X, axis=0, return_index=True)[1])
+    keep = np.unique(np.linspace(0, len(first) - 1, min(len(first), CHECK_ROWS)).round())
+    return X[first[keep.astype(int)]]
 
 
 def _extremes(
