@@ -55,6 +55,21 @@ def test_a_member_moved_by_a_symmetry_is_a_copy_of_it(members):
     assert float(pairs["symmetry_share"].iloc[0]) > 0.999
 
 
+def test_two_members_at_one_optimum_are_one_network_not_different_weights(members):
+    """Members that stopped at one optimum, as far apart as L-BFGS stops: one network twice."""
+    net = MLP((3,))
+    post = members["posterior"].to_dataset().isel(chain=[0, 0]).assign_coords(chain=[0, 1])
+    moved = post["W1"].values.copy()
+    moved[1] += 3e-3  # where an optimiser stops, not another network
+    post["W1"] = (post["W1"].dims, moved)
+    copy = members.copy()
+    copy["posterior"] = post
+    del copy["ensemble"]
+    _, pairs = ident.member_modes(copy, net=net)
+    assert bool(pairs["same_function"].iloc[0]) and bool(pairs["copies"].iloc[0])
+    assert float(pairs["raw_distance"].iloc[0]) > 1e-3
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")  # ArviZ's PPC plot on 6 draws
 def test_the_diagnosis_of_an_ensemble_groups_its_members_and_counts_copies(sine, members):
     held_out = data.load("sine", n=40, noise=0.1, seed=7)
