@@ -134,6 +134,20 @@ def _remove_damaged_entries(caught: list[warnings.WarningMessage], folder: Path)
         )
 
 
+_keep_programs = False
+
+
+def keep_compiled_programs() -> None:
+    """Let the fit that is running keep its compiled programs for the next fit of its model.
+
+    NUTS on NumPyro runs one program per model structure and data shapes
+    (``inference/numpyro_program.py``): a repeated fit of the model (simulation-based
+    calibration, data splits) runs it again, and adds no programs of its own.
+    """
+    global _keep_programs
+    _keep_programs = True
+
+
 def release_compiled_programs() -> None:
     """Drop the programs JAX keeps compiled in memory, if JAX is in use.
 
@@ -142,8 +156,13 @@ def release_compiled_programs() -> None:
     memory maps behind, and a process that fits a few hundred times (simulation-based
     calibration, many data sets) dies at Linux's limit of 65530 maps with "LLVM
     compilation error: Cannot allocate memory". The persistent compilation cache on
-    disk still serves the next fit of the same model.
+    disk still serves the next fit of the same model. A fit that called
+    :func:`keep_compiled_programs` keeps them: its next fits add none.
     """
+    global _keep_programs
+    if _keep_programs:
+        _keep_programs = False
+        return
     if "jax" in sys.modules:
         sys.modules["jax"].clear_caches()
 

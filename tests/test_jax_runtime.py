@@ -8,6 +8,7 @@ import pytest
 
 from bnncat import data
 from bnncat.models import MLP
+from bnncat.models.inference import numpyro_program
 from bnncat.models.jax_runtime import (
     CACHE_ENV,
     cache_dir,
@@ -19,10 +20,13 @@ from bnncat.models.jax_runtime import (
 NUTS = {"draws": 30, "tune": 30, "chains": 1, "random_seed": 3, "progressbar": False}
 
 
-def _fit(seed=4):
+def _fit(seed=4, new_session=True, net=None):
+    """A small NUTS fit; by default as a new session's, with no compiled program in memory."""
+    if new_session:
+        numpyro_program.forget_programs()
     ds = data.load("sine", n=30, seed=seed)
     with pytest.warns(UserWarning):  # too few draws for the convergence check
-        return MLP((2,)).fit(ds.X, ds.y, **NUTS)
+        return (net or MLP((2,))).fit(ds.X, ds.y, **NUTS)
 
 
 def _files(folder):
@@ -76,6 +80,31 @@ def test_other_data_of_the_same_shapes_compiles_nothing_new(monkeypatch, tmp_pat
     assert _files(folder) == written
     X_first, X_other = (idata["constant_data"]["X"].values for idata in (first, other))
     assert not np.array_equal(X_first, X_other)
+
+
+def test_a_second_fit_of_the_model_runs_the_first_ones_program(monkeypatch):
+    # unstandardised (as simulation-based calibration fits): other data, the same model
+    monkeypatch.setenv(CACHE_ENV, "off")
+    net = MLP((2,), standardize=False)
+    first = _fit(seed=4, net=net)
+    [program] = numpyro_program._PROGRAMS.values()
+    traced = program.run._cache_size()
+    other = _fit(seed=5, new_session=False, net=net)
+    assert list(numpyro_program._PROGRAMS.values()) == [program]
+    assert program.run._cache_size() == traced  # not traced again
+    assert not np.array_equal(other["constant_data"]["X"], first["constant_data"]["X"])
+    again = _fit(seed=4, net=net)  # translated and compiled afresh: the same draws
+    np.testing.assert_array_equal(again["posterior"]["W1"], first["posterior"]["W1"])
+
+
+def test_a_model_of_other_structure_or_constants_gets_a_program_of_its_own(monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, "off")
+    _fit(seed=4)
+    _fit(seed=5, new_session=False)  # standardised: other locations and scales in the graph
+    _fit(seed=4, new_session=False, net=MLP((3,)))
+    assert numpyro_program.held_programs() == 3
+    _fit(seed=4, new_session=False)
+    assert numpyro_program.held_programs() == 3
 
 
 def test_a_cache_folder_the_user_gave_jax_is_kept(monkeypatch, tmp_path):

@@ -58,6 +58,18 @@ def test_float32_falls_back_to_float64_where_it_cannot_hold_the_data():
     assert np.isfinite(_mean(idata, X[:5])).all()
 
 
+def test_a_log_density_float32_cannot_hold_at_the_start_is_refused_naming_the_precision():
+    """Unstandardised targets of 1e20 square beyond float32: every start point is -inf there."""
+    from pymc.exceptions import SamplingError
+
+    X, y = _sine()
+    net = MLP((3,), standardize=False)
+    with pytest.raises(SamplingError, match=r"not finite at the start points .* in float32"):
+        net.fit(X, y + 1e20, random_seed=1, **NUTS)
+    idata = net.fit(X, y + 1e20, random_seed=1, precision="float64", **NUTS)
+    assert np.isfinite(idata["sample_stats"]["lp"].values).all()
+
+
 def test_a_constant_column_is_centred_and_fits():
     """Centred, a constant column is zero: its weights change nothing the net computes."""
     X, y = _sine()

@@ -10,6 +10,7 @@ import pymc as pm
 import xarray as xr
 
 from bnncat.models.inference.convergence_check import prediction_convergence, warn_if_unconverged
+from bnncat.models.inference.numpyro_program import sample_numpyro_nuts
 from bnncat.models.inference.problem import (
     Problem,
     as_numpy_float64,
@@ -229,6 +230,18 @@ def _sample(
                 nuts=nuts,
                 **options,
             )
+        if nuts_sampler == "numpyro":
+            return sample_numpyro_nuts(
+                problem.model,
+                problem.keep,
+                draws=problem.draws,
+                tune=tune,
+                chains=chains,
+                random_seed=_chain_seed(problem.random_seed, chains),
+                target_accept=nuts["target_accept"],
+                chain_method=nuts["chain_method"],
+                progressbar=options["progressbar"],
+            )
         with jitted_start_checks():
             return _sample_on_jax(problem, nuts_sampler, nuts, options)
 
@@ -243,19 +256,24 @@ def _sample_on_jax(
     fit). The seed is the one ``pm.sample`` hands on, so the draws are the same.
     """
     from pymc.sampling import jax as pymc_jax
-    from pymc.util import get_random_generator
 
-    chain_seed = get_random_generator(problem.random_seed).spawn(options["chains"])[0]
     sampler = getattr(pymc_jax, f"sample_{nuts_sampler}_nuts")
     nuts = dict(nuts)
     return sampler(
         problem.draws,
-        random_seed=int(chain_seed.integers(2**30)),
+        random_seed=_chain_seed(problem.random_seed, options["chains"]),
         target_accept=nuts.pop("target_accept"),
         **({"chain_method": nuts.pop("chain_method")} if "chain_method" in nuts else {}),
         nuts_kwargs=nuts,
         **options,
     )
+
+
+def _chain_seed(random_seed: int, chains: int) -> int:
+    """Derive the seed ``pm.sample`` hands a JAX sampler from ``random_seed``."""
+    from pymc.util import get_random_generator
+
+    return int(get_random_generator(random_seed).spawn(chains)[0].integers(2**30))
 
 
 def log_chains(idata: xr.DataTree) -> None:
