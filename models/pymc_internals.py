@@ -5,17 +5,17 @@ PyMC has no public way to do these things, so each is used here and nowhere else
 update removes or moves one. :func:`check_versions` warns once when the installed
 PyMC is outside the range these calls were checked against.
 
-- ``pymc.util._get_seeds_per_chain``: the seed ``Approximation.sample`` derives
-  from its ``random_seed`` (the catalogue reproduces its draws exactly).
+- ``pymc.util._get_seeds_per_chain``: the seed ``Approximation.sample`` and PyMC's
+  JAX NUTS derive from their ``random_seed`` (the catalogue reproduces their draws).
 - ``pymc.backends.ndarray.NDArray`` and ``pymc.backends.base.MultiTrace``: a trace
   of chosen variables, filled from draws of a fitted approximation.
 - The rewrite ``local_check_parameter_to_ninf_switch`` of PyTensor's
   ``canonicalize`` database (registered by ``pymc.logprob.utils``): PyMC's own
   compile applies it to turn parameter checks into -inf; the JAX ADVI loop asks
   for it by name.
-- ``pymc.sampling.jax._get_batched_jittered_initial_points``: the start-point
-  check of PyMC's JAX samplers, which evaluates the log density op by op (see
-  :func:`jitted_start_checks`).
+- ``pymc.sampling.jax._get_batched_jittered_initial_points``: the start points of
+  PyMC's JAX samplers and their check, which evaluates the log density op by op (see
+  :func:`jitted_start_checks`; NUTS on NumPyro draws them by :func:`jittered_start_points`).
 - ``pytensor.compile.mode.JAX``: the mode PyMC's ``get_jaxified_graph`` rewrites a
   model's graph with before translating it to JAX (see :func:`jax_translation`).
 """
@@ -65,12 +65,36 @@ def check_versions() -> None:
         )
 
 
-def approximation_seed(random_seed: int) -> int:
-    """Derive the seed ``Approximation.sample`` derives from ``random_seed``."""
+def derived_seed(random_seed: int) -> int:
+    """Derive the seed ``Approximation.sample`` and PyMC's JAX NUTS derive from ``random_seed``.
+
+    The JAX samplers draw their key and their start points from it.
+    """
     from pymc.util import _get_seeds_per_chain
 
     (seed,) = _get_seeds_per_chain(random_seed, 1)
     return int(seed)
+
+
+def jittered_start_points(
+    model: Any, chains: int, seed: int, logp_fn: Any, retries: int
+) -> list[np.ndarray]:
+    """Draw the jittered start points of PyMC's JAX samplers: one array per value variable.
+
+    Chains first where ``chains`` > 1. ``logp_fn`` (a list of values -> the log density
+    or its negative) is evaluated at each; where it is not finite, the chain's point
+    is jittered anew, up to ``retries`` times.
+    """
+    from pymc.sampling.jax import _get_batched_jittered_initial_points
+
+    return _get_batched_jittered_initial_points(
+        model=model,
+        chains=chains,
+        initvals=None,
+        random_seed=seed,
+        logp_fn=logp_fn,
+        jitter_max_retries=retries,
+    )
 
 
 def trace_of_draws(

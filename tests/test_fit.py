@@ -2,6 +2,7 @@
 
 import json
 import warnings
+from functools import partial
 
 import arviz as az
 import numpy as np
@@ -70,24 +71,23 @@ def test_fit_draws_what_pymcs_numpyro_sampler_draws_of_the_same_log_density():
     agree to rounding without warm-up, and drift apart over a long adaptation.
     """
     import pymc.sampling.jax as pymc_jax
-    from pymc.util import _get_seeds_per_chain
 
-    from bnncat.models.inference.nuts import _chain_seed, numpyro_chain_method
     from bnncat.models.inference.numpyro_program import model_with_data_inputs, program_for
+    from bnncat.models.inference.nuts import _chain_seed, numpyro_chain_method
     from bnncat.models.inference.problem import prepare_problem
     from bnncat.models.jax_runtime import jax_session
+    from bnncat.models.pymc_internals import derived_seed, jittered_start_points
 
     ds, net, short = data.load("sine", n=40, seed=0), MLP((3,)), {"tune": 0, "draws": 10}
     with pytest.warns(UserWarning):  # too few draws for the convergence check
         idata = net.fit(ds.X, ds.y, chains=2, random_seed=11, progressbar=False, **short)
     problem = prepare_problem(net, ds.X, ds.y, draws=10, random_seed=11, store_mu=False)
-    (seed,) = _get_seeds_per_chain(_chain_seed(11, 2), 1)
+    seed = derived_seed(_chain_seed(11, 2))
     with jax_session("float32"):
         model_data = model_with_data_inputs(problem.model, problem.keep)
         program = program_for(model_data)
-        start = pymc_jax._get_batched_jittered_initial_points(
-            model=problem.model, chains=2, initvals=None, random_seed=seed
-        )
+        potential = partial(program.potential, arrays=model_data.values)
+        start = jittered_start_points(problem.model, 2, seed, potential, 10)
         raw, stats, _ = pymc_jax._sample_numpyro_nuts(
             model=problem.model,
             target_accept=0.8,
@@ -97,7 +97,7 @@ def test_fit_draws_what_pymcs_numpyro_sampler_draws_of_the_same_log_density():
             random_seed=seed,
             initial_points=start,
             nuts_kwargs={},
-            logp_fn=lambda x: program.potential(x, model_data.values),
+            logp_fn=potential,
             **short,
         )
     for value, draws in zip(problem.model.value_vars, raw, strict=True):
@@ -389,7 +389,7 @@ def _with_chain_changed(idata, change):
 def test_prediction_convergence_ignores_symmetric_copies(nuts_fit):
     """Chain 1 moved to a permuted, sign-flipped copy: same function, so same verdict."""
     net, ds, idata = nuts_fit
-    perm, signs = np.array([4, 2, 0, 1, 3]), np.array([-1, 1, -1, 1, 1])
+    perm, signs = np.array([4, 2, 0, 1, 3]), -np.ones(5)
 
     def flip_chain_1(post):
         W1, b1, W_out = post["W1"].values.copy(), post["b1"].values.copy(), post["W_out"].values

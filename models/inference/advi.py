@@ -27,7 +27,7 @@ from bnncat.models.inference.problem import (
 )
 from bnncat.models.inference.registry import register
 from bnncat.models.jax_runtime import jax_session
-from bnncat.models.pymc_internals import approximation_seed, trace_of_draws
+from bnncat.models.pymc_internals import derived_seed, trace_of_draws
 from bnncat.models.validation import check_choice, check_positive_float, check_positive_int
 from bnncat.thresholds import ADVI_LOSS_DROP
 
@@ -350,7 +350,7 @@ def _sample_approximation(
     at every training row unless asked for). ``observed_data`` and
     ``constant_data`` come from ``model``.
     """
-    samples = approx.sample_dict_fn(draws, random_seed=approximation_seed(random_seed))
+    samples = approx.sample_dict_fn(draws, random_seed=derived_seed(random_seed))
     names = [model.rvs_to_values[rv].name for rv in model.free_RVs]
     missing = set(names) - set(samples)
     if missing:  # pragma: no cover - the minibatch copy has the same free variables

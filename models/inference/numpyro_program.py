@@ -5,17 +5,17 @@ written into it, checks the start points in a program of their own, and moves
 the draws back and transforms them in more programs: every fit traces and
 compiles afresh, though a second fit of the same model (another data set of the
 same shapes: simulation-based calibration, data splits) could run the first one's
-program. Here the model's data are inputs of the translated log density, and one
-jitted program takes the seed, start points and data, runs NumPyro's ``MCMC`` and
-returns the constrained draws, the sampler's statistics and the log density at the
-start points. A model whose graph equals (``equal_computations``: the same
-operations and constants, the data aside) one translated before reuses its program.
+program. Here the model's data are inputs of the translated log density (what it
+computes from the data alone is computed before, in float64), and one jitted
+program takes the seed, start points and data, runs NumPyro's ``MCMC`` and returns
+the constrained draws, the sampler's statistics and the log density at the start
+points. A model whose graph equals (``equal_computations``: the same operations and
+constants, the data aside) one translated before reuses its program.
 
-The seed, start points and kernel are those of PyMC's sampler, so that the draws
-are the draws its NUTS would make of the same log density.
+The seed, start points and kernel are those of PyMC's sampler: the draws are the
+ones its NUTS makes of the same log density, up to XLA's rounding.
 """
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -30,6 +30,7 @@ from pytensor.graph.replace import clone_replace
 from pytensor.graph.traversal import graph_inputs
 
 from bnncat.models.jax_runtime import keep_compiled_programs
+from bnncat.models.pymc_internals import derived_seed, jittered_start_points
 
 #: NumPyro state fields kept for ``sample_stats``, under ArviZ's names where they differ.
 STAT_FIELDS = {
@@ -44,11 +45,10 @@ STAT_FIELDS = {
 KEPT_PROGRAMS = 8
 #: New start points PyMC draws for a chain whose log density is not finite at its first.
 JITTER_RETRIES = 10
-_PROGRAMS: "OrderedDict[int, NutsProgram]" = OrderedDict()
-_next_id = 0
+_PROGRAMS: list["NutsProgram"] = []  # the most recently used last
 
 
-@dataclass
+@dataclass(eq=False)  # one program is itself only (its graphs do not compare by ==)
 class NutsProgram:
     """A model's graphs with its data as inputs, and the jitted NUTS run of them."""
 
@@ -126,14 +126,15 @@ def model_with_data_inputs(model: pm.Model, keep: list[str]) -> ModelData:
 def _computed_from_data(
     outputs: list[Any], value_vars: list[Any], data: list[Any], arrays: list[np.ndarray]
 ) -> tuple[list[Any], list[Any], list[np.ndarray]]:
-    """Make what the graphs compute from the data alone their inputs, computed here in float64.
+    """Make the real numbers the graphs compute from the data alone inputs, computed in float64.
 
     PyMC's translation folds such terms (the inputs standardised, ``(X - loc) / scale``)
     as constants, in float64 before JAX sees them; left in the program they would be
     computed in the sampler's float32, where inputs of a large offset lose their digits.
+    Integers (shapes) stay in the graph: JAX needs them static. Returns the graphs, their
+    data inputs (those terms, then the data the graphs still read) and the inputs' values.
     """
     import pytensor
-    from pytensor.graph.basic import Constant
     from pytensor.graph.traversal import io_toposort
 
     of_values = set(value_vars)
@@ -141,35 +142,39 @@ def _computed_from_data(
     uses: list[Any] = []
     for node in io_toposort([*value_vars, *data], outputs):
         if any(i in of_values for i in node.inputs):
-            uses.extend(i for i in node.inputs if i in of_data and not isinstance(i, Constant))
+            uses.extend(i for i in node.inputs if i in of_data)
             of_values.update(node.outputs)
         elif any(i in of_data for i in node.inputs):
             of_data.update(node.outputs)
     uses.extend(o for o in outputs if o in of_data and o not in of_values)
-    boundary = list(dict.fromkeys(uses))
-    if not boundary:
-        return outputs, [], []
-    computed = pytensor.function(data, boundary, mode="FAST_COMPILE", on_unused_input="ignore")
-    new_inputs = [b.type(name=b.name) for b in boundary]
-    outputs = clone_replace(outputs, replace=dict(zip(boundary, new_inputs, strict=True)))
-    return outputs, new_inputs, [np.asarray(a) for a in computed(*arrays)]
+    terms = [v for v in dict.fromkeys(uses) if v.type.dtype.startswith("float")]
+    if not terms:
+        return outputs, data, arrays
+    computed = pytensor.function(data, terms, mode="FAST_COMPILE", on_unused_input="ignore")
+    new_inputs = [v.type(name=v.name) for v in terms]
+    outputs = clone_replace(outputs, replace=dict(zip(terms, new_inputs, strict=True)))
+    still_read = set(graph_inputs(outputs))
+    rest = [(d, a) for d, a in zip(data, arrays, strict=True) if d in still_read]
+    return (
+        outputs,
+        [*new_inputs, *(d for d, _ in rest)],
+        [*(np.asarray(a) for a in computed(*arrays)), *(a for _, a in rest)],
+    )
 
 
 def program_for(data: ModelData) -> NutsProgram:
     """Return the kept program of a model equal to ``data``'s, or translate a new one."""
-    for key, program in _PROGRAMS.items():
+    for program in _PROGRAMS:
         if program.names == data.names and equal_computations(
             data.outputs, program.outputs, in_xs=data.inputs, in_ys=program.inputs
         ):
-            _PROGRAMS.move_to_end(key)
+            _PROGRAMS.remove(program)
+            _PROGRAMS.append(program)
             return program
-    global _next_id
     if len(_PROGRAMS) >= KEPT_PROGRAMS:  # bound the compiled programs a long session holds
         forget_programs()
-    program = _translate(data)
-    _PROGRAMS[_next_id] = program
-    _next_id += 1
-    return program
+    _PROGRAMS.append(_translate(data))
+    return _PROGRAMS[-1]
 
 
 def _translate(data: ModelData) -> NutsProgram:
@@ -177,7 +182,6 @@ def _translate(data: ModelData) -> NutsProgram:
     import jax
     from pymc.sampling.jax import get_jaxified_graph
 
-    n_values = len(data.inputs) - len(data.values)
     potential_fn = get_jaxified_graph(data.inputs, [data.outputs[0]])
     kept_fn = get_jaxified_graph(data.inputs, data.outputs[1:])
 
@@ -188,7 +192,7 @@ def _translate(data: ModelData) -> NutsProgram:
         return kept_fn(*values, *arrays)
 
     run = jax.jit(
-        partial(_run, potential, constrain, n_values),
+        partial(_run, potential, constrain),
         static_argnames=("tune", "draws", "chains", "target_accept", "chain_method", "progress"),
     )
     return NutsProgram(data.outputs, data.inputs, data.names, run, jax.jit(potential))
@@ -197,7 +201,6 @@ def _translate(data: ModelData) -> NutsProgram:
 def _run(
     potential: Any,
     constrain: Any,
-    n_values: int,
     seed: Any,
     start: Any,
     arrays: Any,
@@ -209,7 +212,7 @@ def _run(
     chain_method: str,
     progress: bool,
 ) -> tuple[Any, Any, Any]:
-    """NumPyro's NUTS as PyMC runs it, inside one program: draws, statistics, start potential."""
+    """Run NumPyro's NUTS as PyMC does, in one program: draws, statistics, start potential."""
     import jax
     from numpyro.infer import MCMC, NUTS
 
@@ -259,19 +262,14 @@ def sample_numpyro_nuts(
     Call within the fit's :func:`~bnncat.models.jax_runtime.jax_session`. The start
     points are PyMC's jittered ones for ``random_seed``; they are checked inside the
     program, and only where the log density is not finite at one are they drawn
-    again with PyMC's check (which retries, then raises ``SamplingError``). NumPyro's
-    progress bar shows where chains run in parallel; elsewhere it would step the
-    chains from Python, outside the program.
+    again with PyMC's check, which jitters such a point anew (``SamplingError`` where
+    that does not help). NumPyro's progress bar shows where chains run in parallel;
+    elsewhere it would step the chains from Python, outside the program.
     """
-    from pymc.sampling.jax import _get_batched_jittered_initial_points
-    from pymc.util import _get_seeds_per_chain
-
     data = model_with_data_inputs(model, keep)
     program = program_for(data)
-    (seed,) = _get_seeds_per_chain(random_seed, 1)
-    start = _get_batched_jittered_initial_points(  # checked in the program, not here
-        model=model, chains=chains, initvals=None, random_seed=seed, logp_fn=lambda _: 0.0
-    )
+    seed = derived_seed(random_seed)
+    start = jittered_start_points(model, chains, seed, lambda _: 0.0, 0)  # checked in the program
     options = {
         "tune": tune,
         "draws": draws,
@@ -282,10 +280,10 @@ def sample_numpyro_nuts(
     }
     keep_compiled_programs()
     began = datetime.now()
-    kept, stats, at_start = program.run(int(seed), start, data.values, **options)
+    kept, stats, at_start = program.run(seed, start, data.values, **options)
     if not np.all(np.isfinite(np.asarray(at_start))):
-        start = _checked_start(model, program, data, chains, int(seed))
-        kept, stats, at_start = program.run(int(seed), start, data.values, **options)
+        start = _checked_start(model, program, data, chains, seed)
+        kept, stats, at_start = program.run(seed, start, data.values, **options)
     elapsed = (datetime.now() - began).total_seconds()
     posterior = dict(zip(data.kept, (np.asarray(k) for k in kept), strict=True))
     return _as_datatree(model, posterior, _sample_stats(stats), tune, elapsed)
@@ -302,19 +300,11 @@ def _checked_start(
     import jax
     import jax.numpy as jnp
     from pymc.exceptions import SamplingError
-    from pymc.sampling.jax import _get_batched_jittered_initial_points
 
     def potential(values: list[Any]) -> Any:
         return program.potential([jnp.asarray(v) for v in values], data.values)
 
-    start = _get_batched_jittered_initial_points(
-        model=model,
-        chains=chains,
-        initvals=None,
-        random_seed=seed,
-        logp_fn=potential,
-        jitter_max_retries=JITTER_RETRIES,
-    )
+    start = jittered_start_points(model, chains, seed, potential, JITTER_RETRIES)
     per_chain = [start] if chains == 1 else [[v[c] for v in start] for c in range(chains)]
     bad = [c for c, values in enumerate(per_chain) if not np.isfinite(potential(values))]
     if bad:
