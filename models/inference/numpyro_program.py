@@ -245,7 +245,7 @@ def _run(
     return kept, stats, at_start
 
 
-def sample_numpyro_nuts(
+def sample_numpyro_program(
     model: pm.Model,
     keep: list[str],
     *,

@@ -1,4 +1,4 @@
-"""NUTS through ``pm.sample``, on numpyro, blackjax, nutpie or PyMC's own sampler."""
+"""NUTS on numpyro (one program per model, see numpyro_program), blackjax, nutpie or PyMC's own."""
 
 import importlib.util
 import sys
@@ -10,7 +10,7 @@ import pymc as pm
 import xarray as xr
 
 from bnncat.models.inference.convergence_check import prediction_convergence, warn_if_unconverged
-from bnncat.models.inference.numpyro_program import sample_numpyro_nuts
+from bnncat.models.inference.numpyro_program import sample_numpyro_program
 from bnncat.models.inference.problem import (
     Problem,
     as_numpy_float64,
@@ -231,7 +231,7 @@ def _sample(
                 **options,
             )
         if nuts_sampler == "numpyro":
-            return sample_numpyro_nuts(
+            return sample_numpyro_program(
                 problem.model,
                 problem.keep,
                 draws=problem.draws,
