@@ -48,26 +48,24 @@ JITTER_RETRIES = 10
 _PROGRAMS: list["NutsProgram"] = []  # the most recently used last
 
 
-@dataclass(eq=False)  # one program is itself only (its graphs do not compare by ==)
-class NutsProgram:
-    """A model's graphs with its data as inputs, and the jitted NUTS run of them."""
+@dataclass(eq=False)  # graphs do not compare by ==: a list of these is searched by identity
+class ModelData:
+    """A model's graphs with the data replaced by inputs, and the data's values."""
 
     outputs: list[Any]  # the potential (-log p) and the kept variables, before translation
     inputs: list[Any]  # the value variables, then the data
     names: tuple[str, ...]  # value variables' then kept variables' names
-    run: Any  # jitted (seed, start points, data, static options) -> draws, stats, start potential
-    potential: Any  # jitted (values, data) -> -log p
-
-
-@dataclass
-class ModelData:
-    """A model's graphs with the data replaced by inputs, and the data's values."""
-
-    outputs: list[Any]
-    inputs: list[Any]
-    names: tuple[str, ...]
     kept: list[str]
     values: list[np.ndarray]
+
+
+@dataclass(eq=False)
+class NutsProgram:
+    """The jitted NUTS run of the model it was translated from (its graphs, with data)."""
+
+    model: ModelData
+    run: Any  # jitted (seed, start points, data, static options) -> draws, stats, start potential
+    potential: Any  # jitted (values, data) -> -log p
 
 
 def forget_programs() -> None:
@@ -165,8 +163,9 @@ def _computed_from_data(
 def program_for(data: ModelData) -> NutsProgram:
     """Return the kept program of a model equal to ``data``'s, or translate a new one."""
     for program in _PROGRAMS:
-        if program.names == data.names and equal_computations(
-            data.outputs, program.outputs, in_xs=data.inputs, in_ys=program.inputs
+        first = program.model
+        if first.names == data.names and equal_computations(
+            data.outputs, first.outputs, in_xs=data.inputs, in_ys=first.inputs
         ):
             _PROGRAMS.remove(program)
             _PROGRAMS.append(program)
@@ -195,7 +194,7 @@ def _translate(data: ModelData) -> NutsProgram:
         partial(_run, potential, constrain),
         static_argnames=("tune", "draws", "chains", "target_accept", "chain_method", "progress"),
     )
-    return NutsProgram(data.outputs, data.inputs, data.names, run, jax.jit(potential))
+    return NutsProgram(data, run, jax.jit(potential))
 
 
 def _run(
