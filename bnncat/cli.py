@@ -231,7 +231,11 @@ def _add_member_chain_arguments(fit: argparse.ArgumentParser) -> None:
     )
     fit.add_argument("--thin", type=int, help="mclmc, sgmcmc: steps per kept draw")
     fit.add_argument("--swag-epochs", type=int, help="swag: SGD epochs collected after training")
-    fit.add_argument("--swag-learning-rate", type=float, help="swag: SGD's constant step size")
+    fit.add_argument(
+        "--swag-learning-rate",
+        type=float,
+        help="swag: SGD's constant step size (default: 1e-3, or a tenth of the stability bound)",
+    )
     fit.add_argument("--rank", type=int, help="swag: rank of each member's low-rank covariance")
     fit.add_argument(
         "--batch-size", type=int, help="advi, swag, sgmcmc: rows per minibatch (default: all)"

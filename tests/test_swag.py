@@ -117,6 +117,36 @@ def test_sgd_that_diverges_says_which_option_to_lower(sine):
             swag.run_swag(flat, starts, 60, 1, options | {"swag_epochs": 5, "rank": 2})
 
 
+def test_the_default_step_stays_inside_sgds_stability_bound_on_data_with_little_noise():
+    """With noise 0.01 the curvature is ~100x sine's: 1e-3 diverges, the default step does not."""
+    quiet = data.load("sine", n=60, noise=0.01, seed=2)
+    idata = fit(MLP((3,)), quiet.X, quiet.y, method="swag", **QUICK)
+    curvature = idata["swag"]["largest_curvature"].values
+    step = json.loads(idata.attrs["bnncat_fit"])["swag_learning_rate"]
+    bound = 2 * (1 + 0.9) / curvature.max()
+    assert bound < swag.SWAG_LEARNING_RATE  # the fixed step would leave the bound
+    assert step == pytest.approx(swag.STABILITY_SHARE * bound)
+    assert np.isfinite(idata["posterior"]["W1"]).all()
+    with pytest.raises(FloatingPointError, match="lower it"):
+        fit(MLP((3,)), quiet.X, quiet.y, method="swag", swag_learning_rate=1e-3, **QUICK)
+
+
+def test_the_largest_curvature_is_that_of_the_hessian():
+    """Lanczos on Hessian-vector products gives the dense Hessian's largest eigenvalue."""
+    import jax
+
+    sine = data.load("sine", n=30, noise=0.1, seed=3)
+    problem = prepare_problem(MLP((2,)), sine.X, sine.y, draws=1, random_seed=1, store_mu=False)
+    with jax_session("float64"):
+        flat = flat_model(problem.model)
+        x = prior_flat(problem.model, flat, 1, seed=1)
+        objective = ensemble.member_objective(flat)
+        terms = (np.ones(30), np.zeros(flat.size))
+        hessian = jax.hessian(lambda v: -objective(v, terms) / 30)(x[0])
+        found = swag.largest_curvatures(flat, x, 30)
+    np.testing.assert_allclose(found, np.linalg.eigvalsh(np.asarray(hessian)).max(), rtol=1e-3)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
@@ -144,7 +174,8 @@ def test_the_options_are_recorded(mlp_fit):
     options = json.loads(mlp_fit.attrs["bnncat_fit"])
     assert options["members"] == 2 and options["batch_size"] == 16
     assert options["rank"] == 5 and options["swag_epochs"] == 20 and options["momentum"] == 0.9
-    assert options["swag_learning_rate"] == swag.SWAG_LEARNING_RATE
+    curvature = mlp_fit["swag"]["largest_curvature"].values
+    assert options["swag_learning_rate"] == swag.default_learning_rate(curvature, 0.9)
     assert options["adam_steps"] == 100 and options["kind"] == "ensemble"
 
 

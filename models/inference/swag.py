@@ -37,8 +37,11 @@ from bnncat.models.validation import check_positive_float, check_positive_int
 
 #: The largest minibatch when ``batch_size`` is not given (fewer rows: all of them).
 BATCH_SIZE = 32
-#: SGD's constant step size on the mean loss per row, in the unconstrained space.
+#: SGD's constant step size on the mean loss per row, in the unconstrained space, unless
+#: the data's curvature makes it unstable (see :func:`default_learning_rate`).
 SWAG_LEARNING_RATE = 1e-3
+#: The default step's largest share of SGD's stability bound 2 (1 + momentum) / curvature.
+STABILITY_SHARE = 0.1
 _REFUSES = {
     "chains": "its chains are its members: set members",
     "tune": "SWAG's warm-up is its pretraining: set adam_steps and maxiter",
@@ -57,7 +60,7 @@ def fit_swag(
     adam_steps: int = 2000,
     maxiter: int = 1000,
     learning_rate: float = LEARNING_RATE,
-    swag_learning_rate: float = SWAG_LEARNING_RATE,
+    swag_learning_rate: float | None = None,
     momentum: float = 0.9,
     swag_epochs: int = 100,
     batch_size: int | None = None,
@@ -85,9 +88,12 @@ def fit_swag(
     adam_steps, maxiter, learning_rate : int, int, float
         Pretraining of each member as in :func:`fit_ensemble`: Adam steps of size
         ``learning_rate``, then at most ``maxiter`` L-BFGS iterations.
-    swag_learning_rate : float
+    swag_learning_rate : float, optional
         SGD's constant step size on the mean loss per row (-log posterior / n):
-        larger steps spread the iterates, and so the Gaussian, wider.
+        larger steps spread the iterates, and so the Gaussian, wider. By default
+        1e-3, or a tenth of SGD's stability bound 2 (1 + momentum) / the largest
+        curvature of the mean loss at the pretrained members where that is smaller
+        (data with little noise); the step taken is recorded with the options.
     momentum : float
         SGD's momentum, in [0, 1).
     swag_epochs : int
@@ -111,7 +117,8 @@ def fit_swag(
         ``posterior`` (chain = member), ``sample_stats`` (``log_p`` of each draw),
         ``swag`` (each member's log posterior at its SWA mean and after
         pretraining, the mean sd of its Gaussian and of the iterates, the rank,
-        and the pretraining's L-BFGS iterations and convergence),
+        the pretraining's L-BFGS iterations and convergence, and the largest
+        curvature of the mean loss at the pretrained point),
         ``observed_data`` and ``constant_data``; the attrs record the fit (kind
         ``ensemble``).
 
@@ -135,10 +142,13 @@ def fit_swag(
     with jax_session("float64"):
         flat = flat_model(problem.model, problem.temperature)
         found = train_members(problem, flat, options["members"], seeds[:2], **training)
+        curvature = largest_curvatures(flat, found.x, len(problem.y))
+        if options["swag_learning_rate"] is None:
+            options["swag_learning_rate"] = default_learning_rate(curvature, options["momentum"])
         moments = run_swag(flat, found.x, len(problem.y), int(seeds[2]), options)
         draws_flat = draw_swag(*moments, problem.draws, int(seeds[3]))
         log_p = flat.log_densities(draws_flat)
-        group = _swag_group(flat, found, moments)
+        group = _swag_group(flat, found, moments, curvature)
     idata = draws_as_tree(problem, flat, draws_flat)
     coords = {"chain": np.arange(options["members"]), "draw": np.arange(problem.draws)}
     idata["sample_stats"] = xr.Dataset({"log_p": (("chain", "draw"), log_p)}, coords=coords)
@@ -167,8 +177,10 @@ def _check_swag(
             f"rank={rank} exceeds swag_epochs={epochs}: SWAG keeps the deviations of the "
             "last `rank` epochs' iterates; lower rank or raise swag_epochs"
         )
+    if swag_learning_rate is not None:
+        swag_learning_rate = check_positive_float(swag_learning_rate, "swag_learning_rate")
     return {
-        "swag_learning_rate": check_positive_float(swag_learning_rate, "swag_learning_rate"),
+        "swag_learning_rate": swag_learning_rate,
         "momentum": float(momentum),
         "swag_epochs": epochs,
         "rank": rank,
@@ -182,6 +194,44 @@ def _batch_size(batch_size: int | None, n: int) -> int:
     if batch_size > n:
         raise ValueError(f"batch_size={batch_size} exceeds the {n} rows of the data")
     return int(batch_size)
+
+
+def largest_curvatures(flat: FlatModel, points: np.ndarray, n: int) -> np.ndarray:
+    """Return the largest eigenvalue of the mean loss's Hessian (-log posterior / n) at each point.
+
+    SciPy's Lanczos (``eigsh``) on Hessian-vector products: no Hessian is formed.
+    """
+    import jax
+    import jax.numpy as jnp
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    objective = member_objective(flat)
+    terms = (jnp.ones(n), jnp.zeros(flat.size))
+    gradient = jax.grad(lambda v: -objective(v, terms) / n)
+    hvp = jax.jit(lambda x, v: jax.jvp(gradient, (x,), (v,))[1])
+
+    def largest(x: np.ndarray) -> float:
+        x = jnp.asarray(x)
+        hessian = LinearOperator(
+            (flat.size, flat.size), matvec=lambda v: np.asarray(hvp(x, jnp.asarray(v.ravel())))
+        )
+        # a fixed start vector: the same fit gives the same step
+        start = np.ones(flat.size)
+        return float(eigsh(hessian, k=1, which="LA", tol=1e-3, v0=start)[0][0])
+
+    return np.array([largest(x) for x in points])
+
+
+def default_learning_rate(curvature: np.ndarray, momentum: float) -> float:
+    """SWAG's step: 1e-3, or a tenth of SGD's stability bound where that is smaller.
+
+    Heavy-ball SGD on a quadratic diverges for steps above 2 (1 + momentum) / the
+    largest curvature; minibatch noise lowers the bound further. The defaults were
+    set where 1e-3 is well inside it (a twentieth of it on ``sine``); on data with
+    little noise the curvature grows as 1 / sigma^2 (``energy``: the bound is 1.5e-4).
+    """
+    bound = 2 * (1 + momentum) / float(np.max(curvature))
+    return float(min(SWAG_LEARNING_RATE, STABILITY_SHARE * bound))
 
 
 def run_swag(
@@ -296,8 +346,10 @@ def draw_swag(
     return mean[:, None] + np.sqrt(variance / 2)[:, None] * z1 + low_rank
 
 
-def _swag_group(flat: FlatModel, found: Any, moments: tuple[np.ndarray, ...]) -> xr.Dataset:
-    """Each member's SWA mean's log posterior, spread, rank and pretraining, by chain."""
+def _swag_group(
+    flat: FlatModel, found: Any, moments: tuple[np.ndarray, ...], curvature: np.ndarray
+) -> xr.Dataset:
+    """Each member's SWA mean's log posterior, spread, rank, pretraining and curvature."""
     mean, variance, deviations = moments
     rank = deviations.shape[1]
     marginal = variance / 2 + (deviations**2).sum(axis=1) / (2 * (rank - 1))
@@ -310,6 +362,7 @@ def _swag_group(flat: FlatModel, found: Any, moments: tuple[np.ndarray, ...]) ->
             "rank": ("chain", np.full(len(mean), rank)),
             "iterations": ("chain", found.iterations),
             "converged": ("chain", found.converged),
+            "largest_curvature": ("chain", curvature),
         },
         coords={"chain": np.arange(len(mean))},
     )
