@@ -12,7 +12,11 @@ import xarray as xr
 
 from bnncat import data
 from bnncat.models import MLP, load, mlp_forward, predict, read_net, save
-from bnncat.models.inference.advi import warn_if_loss_falling
+from bnncat.models.inference.advi import (
+    DRAWS_AT_ONCE,
+    _log_posterior_of_draws,
+    warn_if_loss_falling,
+)
 from bnncat.models.inference.convergence_check import prediction_convergence, warn_if_unconverged
 from bnncat.models.persistence import check_posterior_matches
 
@@ -230,6 +234,29 @@ def test_advi_layout_and_loss_history(advi_fit):
     assert np.isfinite(idata["sample_stats"]["log_p"].values).all()
     assert json.loads(idata.attrs["bnncat_fit"])["method"] == "advi"
     assert predict(idata, np.zeros((37, 1)))["predictions"]["mu"].shape == (1, 80, 37, 1)
+
+
+def test_the_log_posterior_of_draws_in_blocks_is_each_draws_own():
+    """Draws past a block's end (80 = 64 + 16) get their own log density with the Jacobians."""
+    ds = data.load("sine", n=30, seed=2)
+    net = MLP((3,))
+    model = net.build_validated(*net.data_spec(ds.X, ds.y))
+    draws = DRAWS_AT_ONCE + 16
+    rng = np.random.default_rng(0)
+    values = {
+        v.name: rng.normal(size=(1, draws, *model.initial_point()[v.name].shape))
+        for v in model.value_vars
+    }
+    posterior = xr.Dataset(
+        {
+            k: (("chain", "draw", *(f"{k}_{i}" for i in range(v.ndim - 2))), v)
+            for k, v in values.items()
+        }
+    )
+    found = _log_posterior_of_draws(model, posterior)
+    logp = model.compile_logp(jacobian=True)
+    expected = [logp({k: v[0, d] for k, v in values.items()}) for d in range(draws)]
+    np.testing.assert_allclose(found, expected, rtol=1e-10)
 
 
 def test_fullrank_advi_runs():

@@ -37,6 +37,8 @@ ADVI_ENGINES = ("jax", "pymc")
 #: and MDN; README, "The model grid"), and mean-field ADVI's stalled far above what 0.001
 #: reaches on the UCI benchmark's 1x50 nets (README, "UCI regression benchmark").
 DEFAULT_LEARNING_RATE = 0.001
+#: Draws whose log posterior is computed together (each holds its activations at every row).
+DRAWS_AT_ONCE = 64
 _REFUSES = {
     "chains": "ADVI fits one distribution: its draws form one chain",
     "tune": "ADVI has no warm-up; set advi_iterations",
@@ -334,7 +336,12 @@ def _log_posterior_of_draws(model: pm.Model, posterior: xr.Dataset) -> np.ndarra
     log_density = model_log_density(model)
     values = [posterior[v.name].values[0] for v in model.value_vars]
     with jax_session("float64"):
-        log_p = jax.jit(jax.vmap(lambda *value: log_density(list(value))))(*values)
+        # a bounded number of draws at a time: all 1000 at once held every draw's hidden
+        # activations at every row (7 GB on power-plant's 8611 rows at 1x50)
+        each = jax.jit(
+            lambda vs: jax.lax.map(lambda v: log_density(list(v)), vs, batch_size=DRAWS_AT_ONCE)
+        )
+        log_p = each(values)
     return np.asarray(log_p, dtype=np.float64)
 
 
