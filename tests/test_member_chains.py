@@ -9,6 +9,7 @@ from bnncat import data, diagnose
 from bnncat import identifiability as ident
 from bnncat.models import MLP, MixtureRegressor, OrderedMLP, fit, load, predict, save
 from bnncat.models.inference import member_chains
+from bnncat.models.inference.problem import prepare_problem
 
 TRAINING = {"members": 2, "adam_steps": 50, "maxiter": 500, "random_seed": 3}
 QUICK = {
@@ -88,3 +89,66 @@ def test_bad_options_fail_before_any_training(method, kwargs, error, match, sine
     monkeypatch.setattr(member_chains, "train_members", lambda *a, **k: pytest.fail("trained"))
     with pytest.raises(error, match=match):
         fit(MLP((2,)), sine.X, sine.y, method=method, **kwargs)
+
+
+def _stuck_in_float32(flat):
+    """A chain that stays at its start in float32 and moves in float64 (a collapsed step)."""
+    import jax
+    import jax.numpy as jnp
+
+    def run(x0, key):
+        noise = jax.random.normal(jax.random.wrap_key_data(key), (5, x0.shape[0]), x0.dtype)
+        moves = 0.0 if x0.dtype == jnp.float32 else 0.1
+        positions = x0 + moves * noise
+        stats = {"log_p": jax.vmap(flat.log_density)(positions)}
+        return positions, stats, {"step_size": jnp.asarray(moves)}, jnp.asarray(5)
+
+    return run
+
+
+@pytest.mark.parametrize(("precision", "used"), [("auto", "float64"), ("float32", "float32")])
+def test_chains_that_do_not_move_in_float32_are_sampled_again_in_float64_under_auto(
+    precision, used, sine
+):
+    problem = prepare_problem(MLP((2,)), sine.X, sine.y, draws=5, random_seed=1, store_mu=False)
+    options = member_chains.check_member_chains(2, 1, 10, 20, 0.01, 20, precision)
+    with pytest.warns(UserWarning, match=r"chain\(s\) \[0, 1\] did not move in float32"):
+        _, _, run = member_chains.sample_from_members(
+            problem, options, _stuck_in_float32, vectorise=False
+        )
+    assert options["precision"] == used
+    assert (member_chains.frozen_chains(run.positions).size == 0) == (used == "float64")
+
+
+def test_a_chain_is_frozen_only_when_every_draw_equals_its_first():
+    positions = np.zeros((3, 4, 2))
+    positions[1, 3, 0] = 1e-12
+    positions[2] = np.arange(8).reshape(4, 2)
+    assert member_chains.frozen_chains(positions).tolist() == [0]
+    assert member_chains.frozen_chains(positions[:, :1]).tolist() == []
+
+
+@pytest.mark.filterwarnings("ignore:R-hat of the predictions")
+def test_the_float64_run_after_a_frozen_float32_one_gives_precision_float64s_draws(
+    sine, monkeypatch
+):
+    options = {
+        "members": 2,
+        "draws": 20,
+        "tune": 50,
+        "adam_steps": 100,
+        "maxiter": 50,
+        "random_seed": 3,
+    }
+    asked = fit(MLP((2,)), sine.X, sine.y, method="mclmc", precision="float64", **options)
+    first = []
+
+    def frozen_once(positions):  # the float32 run's chain 0 "froze"
+        first.append(positions)
+        return np.array([0]) if len(first) == 1 else np.array([], dtype=int)
+
+    monkeypatch.setattr(member_chains, "frozen_chains", frozen_once)
+    with pytest.warns(UserWarning, match="sampling again in float64"):
+        again = fit(MLP((2,)), sine.X, sine.y, method="mclmc", **options)
+    assert json.loads(again.attrs["bnncat_fit"])["precision"] == "float64"
+    np.testing.assert_array_equal(again["posterior"]["W1"], asked["posterior"]["W1"])

@@ -68,7 +68,8 @@ def fit_dei(
     max_treedepth : int
         Largest tree depth of NUTS (at most 2**max_treedepth leapfrog steps a draw).
     precision : {"auto", "float32", "float64"}
-        Arithmetic of the chains (``"auto"``: float32, as NUTS's default); the
+        Arithmetic of the chains (``"auto"``: float32, as NUTS's default, and
+        float64 again, with a warning, where a float32 chain did not move); the
         members are trained in float64 either way, and the draws stored in float64.
     temperature : float
         Raise the likelihood to 1 / ``temperature`` (1: the Bayesian posterior).

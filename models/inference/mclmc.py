@@ -75,7 +75,8 @@ def fit_mclmc(
     adam_steps, learning_rate, maxiter : int, float, int
         The members' training: Adam steps, then at most ``maxiter`` L-BFGS iterations.
     precision : {"auto", "float32", "float64"}
-        Arithmetic of the chains (``"auto"``: float32, as NUTS's default); the
+        Arithmetic of the chains (``"auto"``: float32, as NUTS's default, and
+        float64 again, with a warning, where a float32 chain did not move); the
         members are trained in float64 either way, and the draws stored in float64.
     temperature : float
         Raise the likelihood to 1 / ``temperature`` (1: the Bayesian posterior).

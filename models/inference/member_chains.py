@@ -8,6 +8,7 @@ training, the spread of the chains over the devices and the result's layout.
 Each chain samples the full posterior with the member as its start only.
 """
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,14 +56,15 @@ def check_member_chains(
 ) -> dict[str, Any]:
     """Validate the options every ensemble-initialised sampler has; return them as recorded.
 
-    ``precision="auto"`` samples in float32, as NUTS does by default (faster on CPU);
-    the members are trained in float64 either way.
+    ``precision="auto"`` samples in float32, as NUTS does by default (faster on CPU),
+    and again in float64 where a float32 chain did not move; the members are trained
+    in float64 either way.
     """
     precision = check_precision(precision, on_jax=True, engine_hint="")
     return check_training(members, adam_steps, learning_rate, maxiter) | {
         "chains_per_member": check_positive_int(chains_per_member, "chains_per_member"),
         "tune": check_positive_int(tune, "tune"),
-        "precision": "float32" if precision == "auto" else precision,
+        "precision": precision,
     }
 
 
@@ -89,12 +91,76 @@ def sample_from_members(
     starts = np.repeat(found.x, options["chains_per_member"], axis=0)
     # raw uint32 keys: plain arrays that pmap can split over the devices
     keys = np.asarray(jax.random.split(jax.random.PRNGKey(int(seeds[2])), len(starts)))
-    options["precision"] = problem.usable_precision(options["precision"])
-    dtype = np.float32 if options["precision"] == "float32" else np.float64
-    with jax_session(options["precision"]):
-        out = over_devices(chain(flat), starts.astype(dtype), keys, vectorise=vectorise)
-    positions, stats, tuned, tuning = jax.tree.map(_as_float64, out)
-    return flat, found, ChainRun(positions, stats, tuned, tuning)
+
+    def fresh_run() -> Callable[[Any, Any], Any]:
+        # a float64 run after a float32 one needs a model of its own: the shared one keeps
+        # traces of the first (its draws then differed from precision="float64"'s by 1e-6)
+        with jax_session("float64"):
+            return chain(flat_model(problem.model, problem.temperature))
+
+    run, options["precision"] = _run_in_usable_precision(
+        (chain(flat), fresh_run),
+        (starts, keys),
+        problem.usable_precision,
+        options["precision"],
+        vectorise,
+    )
+    return flat, found, run
+
+
+def _run_in_usable_precision(
+    runs: tuple[Callable[[Any, Any], Any], Callable[[], Callable[[Any, Any], Any]]],
+    inputs: tuple[np.ndarray, np.ndarray],
+    usable: Callable[[str], str],
+    asked: str,
+    vectorise: bool,
+) -> tuple[ChainRun, str]:
+    """Run the chains in float32 (``auto``) or as asked; under ``auto``, float64 if one froze.
+
+    ``runs``: the chain function, and a maker of a fresh one for the float64 run;
+    ``inputs``: the starts and the PRNG keys, one per chain.
+    """
+    (run, fresh_run), (starts, keys) = runs, inputs
+    precision = usable("float32" if asked == "auto" else asked)
+    chains = _run_chains(run, starts, keys, precision, vectorise)
+    frozen = frozen_chains(chains.positions)
+    if not frozen.size or precision != "float32":
+        return chains, precision
+    fallback = asked == "auto"
+    warnings.warn(
+        f"chain(s) {frozen.tolist()} did not move in float32 (the tuned step size "
+        "collapses where float32 cannot resolve the log density's changes: a sharp "
+        "posterior, a large log density)"
+        + ("; sampling again in float64" if fallback else "; pass precision='float64'"),
+        UserWarning,
+        stacklevel=4,
+    )
+    if not fallback:
+        return chains, precision
+    return _run_chains(fresh_run(), starts, keys, "float64", vectorise), "float64"
+
+
+def _run_chains(
+    run: Callable[[Any, Any], Any],
+    starts: np.ndarray,
+    keys: np.ndarray,
+    precision: str,
+    vectorise: bool,
+) -> ChainRun:
+    """Run one chain from each start, in ``precision``; the results in float64."""
+    import jax
+
+    dtype = np.float32 if precision == "float32" else np.float64
+    with jax_session(precision):
+        out = over_devices(run, starts.astype(dtype), keys, vectorise=vectorise)
+    return ChainRun(*jax.tree.map(_as_float64, out))
+
+
+def frozen_chains(positions: np.ndarray) -> np.ndarray:
+    """Return the chains (of positions (chain, draw, size)) whose draws all equal the first."""
+    if positions.shape[1] < 2:
+        return np.array([], dtype=int)
+    return np.flatnonzero((positions == positions[:, :1]).all(axis=(1, 2)))
 
 
 def _as_float64(a: np.ndarray) -> np.ndarray:
