@@ -131,6 +131,14 @@ def test_the_default_step_stays_inside_sgds_stability_bound_on_data_with_little_
         fit(MLP((3,)), quiet.X, quiet.y, method="swag", swag_learning_rate=1e-3, **QUICK)
 
 
+def test_the_default_step_is_the_fixed_one_where_the_bound_is_far_or_undefined():
+    assert swag.default_learning_rate(np.array([14.8, 10.0]), 0.9) == swag.SWAG_LEARNING_RATE
+    assert swag.default_learning_rate(np.array([-3.0]), 0.9) == swag.SWAG_LEARNING_RATE
+    assert swag.default_learning_rate(np.array([np.nan]), 0.9) == swag.SWAG_LEARNING_RATE
+    assert swag.default_learning_rate(np.array([1e4, 2e4]), 0.5) == pytest.approx(0.1 * 3 / 2e4)
+    assert swag.default_learning_rate(np.array([np.nan, 2e4]), 0.5) == pytest.approx(0.1 * 3 / 2e4)
+
+
 def test_the_largest_curvature_is_that_of_the_hessian():
     """Lanczos on Hessian-vector products gives the dense Hessian's largest eigenvalue."""
     import jax

@@ -230,8 +230,10 @@ def default_learning_rate(curvature: np.ndarray, momentum: float) -> float:
     set where 1e-3 is well inside it (a twentieth of it on ``sine``); on data with
     little noise the curvature grows as 1 / sigma^2 (``energy``: the bound is 1.5e-4).
     """
-    bound = 2 * (1 + momentum) / float(np.max(curvature))
-    return float(min(SWAG_LEARNING_RATE, STABILITY_SHARE * bound))
+    largest = float(np.max(curvature[np.isfinite(curvature)], initial=0.0))
+    if largest <= 0:  # no positive finite curvature: nothing bounds the step
+        return SWAG_LEARNING_RATE
+    return float(min(SWAG_LEARNING_RATE, STABILITY_SHARE * 2 * (1 + momentum) / largest))
 
 
 def run_swag(
